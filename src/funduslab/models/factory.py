@@ -1,0 +1,108 @@
+"""Build the :class:`FundusModel` a config describes (backbone + weights + head)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from torch import nn
+
+from funduslab.config import ModelConfig
+from funduslab.models.backbones import backbone_info, create_backbone, stage_parameter_groups
+from funduslab.models.classifier import FundusModel, build_head
+
+__all__ = ["build_model", "checkpoint_metadata", "last_stage_parameters", "model_from_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+# Where a torchvision course checkpoint keeps its 3-output classifier.
+_COURSE_HEADS = {"torchvision_resnet18": "fc.", "torchvision_efficientnet_b0": "classifier.1."}
+
+
+def build_model(
+    cfg: ModelConfig, num_outputs: int, image_size: int | None = None, require_head: bool = False
+) -> FundusModel:
+    """Backbone with ``cfg.weights`` and a fresh ``cfg.head``.
+
+    With ``require_head`` (the ``none`` setup) the head must come from the weights file too:
+    a funduslab checkpoint (whole model) or a course checkpoint (its 3-output classifier).
+
+    Raises:
+        ValueError: ``require_head`` but the weights hold no head with ``num_outputs`` outputs.
+    """
+    if require_head:
+        path = Path(cfg.weights)
+        if not path.is_file():
+            raise ValueError(
+                f"setup 'none' evaluates a trained model as it is, so model.weights must be a "
+                f"checkpoint file with a classifier, got {cfg.weights!r}"
+            )
+        from funduslab.models.checkpoints import detect_checkpoint_format
+        from funduslab.models.weights import read_state_dict, unwrap_state_dict
+
+        raw = read_state_dict(path)
+        fmt = detect_checkpoint_format(raw)
+        if fmt == "funduslab":
+            return model_from_checkpoint(path, num_outputs)
+    backbone = create_backbone(cfg.backbone, cfg.weights, img_size=image_size)
+    info = backbone_info(backbone)
+    head = build_head(cfg.head, info.num_features, num_outputs, cfg.dropout, **cfg.head_options)
+    model = FundusModel(backbone, head, info.mean, info.std)
+    if require_head:
+        if fmt not in _COURSE_HEADS or cfg.head != "linear":
+            raise ValueError(
+                f"{path} ({fmt}) has no classifier funduslab can reuse with head {cfg.head!r}; "
+                "setup 'none' needs a course checkpoint (linear head) or a funduslab checkpoint"
+            )
+        prefix = _COURSE_HEADS[fmt]
+        state = unwrap_state_dict(raw)
+        head_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if head_state.get("weight") is None or head_state["weight"].shape[0] != num_outputs:
+            shape = None if head_state.get("weight") is None else tuple(head_state["weight"].shape)
+            raise ValueError(f"{path}: classifier {prefix}weight has shape {shape}, "
+                             f"but the data has {num_outputs} labels")
+        model.head.fc.load_state_dict(head_state)
+    return model
+
+
+def model_from_checkpoint(path: Path, num_outputs: int | None = None) -> FundusModel:
+    """Rebuild a saved :class:`FundusModel` from its funduslab checkpoint (weights_only load)."""
+    from funduslab.models.checkpoints import load_funduslab_checkpoint
+
+    state, meta = load_funduslab_checkpoint(path)
+    labels = meta.get("label_names") or []
+    if num_outputs is not None and labels and len(labels) != num_outputs:
+        raise ValueError(f"{path} predicts {len(labels)} labels {labels}, the data has {num_outputs}")
+    if meta.get("course_architecture"):  # trained on top of a course (torchvision) checkpoint
+        from funduslab.models.checkpoints import build_course_backbone
+
+        backbone = build_course_backbone(meta["course_architecture"], img_size=meta.get("image_size"))
+    else:
+        backbone = create_backbone(meta["backbone"], "none", img_size=meta.get("image_size"))
+    info = backbone_info(backbone)
+    head = build_head(meta.get("head", "linear"), info.num_features, len(labels) or num_outputs,
+                      0.0, **(meta.get("head_options") or {}))
+    model = FundusModel(backbone, head, info.mean, info.std)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit backbone {meta['backbone']!r}: missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]}")
+    return model
+
+
+def checkpoint_metadata(model: FundusModel) -> dict[str, object]:
+    """What :func:`model_from_checkpoint` needs to rebuild ``model``'s architecture."""
+    info = backbone_info(model.backbone)
+    course = info.weights.startswith("course")
+    return {"backbone": info.name, "course_architecture": info.name if course else None}
+
+
+def last_stage_parameters(model: FundusModel, n: int) -> list[nn.Parameter]:
+    """Parameters of the backbone's last ``n`` stages plus its final layers (partial tuning)."""
+    groups = stage_parameter_groups(model.backbone)
+    stages = [g for g in groups if g[0].startswith("stage")]
+    if not 1 <= n <= len(stages):
+        raise ValueError(f"partial_stages must be in 1..{len(stages)} for this backbone, got {n}")
+    keep = stages[-n:] + [g for g in groups if g[0] == "final"]
+    return [p for _, params in keep for p in params]
+

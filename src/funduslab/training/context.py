@@ -1,0 +1,45 @@
+"""What a setup needs to fit a model: the config, the decoded splits and a model factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from funduslab.config import RunConfig
+from funduslab.data.table import SampleTable
+
+__all__ = ["RunContext", "SplitData"]
+
+
+@dataclass
+class SplitData:
+    """One split, decoded: ``images (N, S, S, 3) uint8``, ``targets (N, K)``, ids in table order."""
+
+    name: str
+    ids: list[str]
+    images: np.ndarray
+    targets: np.ndarray
+    labelled: bool
+
+
+@dataclass
+class RunContext:
+    """Inputs shared by every setup of one run."""
+
+    cfg: RunConfig
+    table: SampleTable
+    splits: dict[str, SplitData]
+    run_dir: Path
+    cache_dir: Path
+    data_fingerprint: str
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def train(self) -> SplitData:
+        return self.splits[self.cfg.data.train_split]
+
+    @property
+    def val(self) -> SplitData | None:
+        return self.splits.get(self.cfg.data.val_split)

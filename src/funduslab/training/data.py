@@ -1,0 +1,83 @@
+"""Tensors for fitting: cached uint8 images → augmented float batches.
+
+Images arrive already decoded and preprocessed (:mod:`funduslab.data.cache`), so an epoch costs
+only augmentation. Augmentations are fundus-aware: a fundus has no canonical orientation beyond
+left/right mirroring, so flips and full rotations are safe; colour jitter mimics camera variation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from funduslab.registry import Registry
+
+__all__ = ["AUGMENTATIONS", "ArrayDataset", "build_augmentation"]
+
+AUGMENTATIONS: Registry = Registry("augmentation")
+
+
+@AUGMENTATIONS.register("none")
+def _no_augmentation(size: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    return None
+
+
+@AUGMENTATIONS.register("light")
+def _light(size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Horizontal flip only (the course template's augmentation)."""
+    return v2.RandomHorizontalFlip()
+
+
+@AUGMENTATIONS.register("fundus")
+def _fundus(size: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Flips, rotation, mild zoom and camera-like colour jitter."""
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomAffine(degrees=25, scale=(0.92, 1.08)),
+            v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.1, hue=0.02),
+        ]
+    )
+
+
+def build_augmentation(name: str, size: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Registered augmentation for ``size``-px uint8 CHW tensors (``None`` = identity)."""
+    return AUGMENTATIONS.get(name)(size)
+
+
+class ArrayDataset(Dataset):
+    """Samples from an ``(N, H, W, 3)`` uint8 array (memory-mapped is fine) and targets.
+
+    Args:
+        images: ``(N, H, W, 3)`` uint8 RGB.
+        targets: ``(N, K)`` float multi-label targets, or ``(N,)`` int grades.
+        transform: Augmentation applied to the uint8 ``(3, H, W)`` tensor, or ``None``.
+
+    Returns ``(image float (3, H, W) in [0, 1], target)`` per item.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        if len(images) != len(targets):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        self.images = images
+        self.targets = torch.tensor(np.asarray(targets))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(np.array(self.images[index])).permute(2, 0, 1)  # copy: cache is read-only
+        if self.transform is not None:
+            image = self.transform(image)
+        return image.float().div_(255.0), self.targets[index]

@@ -1,0 +1,112 @@
+"""Frozen-backbone fitting on cached features: the backbone runs once per image, not per epoch.
+
+Features are stored under the run's cache folder keyed by the image fingerprint, backbone and
+weights, so repeated runs (other seeds, other heads) skip extraction entirely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from funduslab.models.classifier import FundusModel
+from funduslab.training.context import RunContext, SplitData
+from funduslab.training.fit import fit_task
+from funduslab.training.module import FitOptions, FundusTask
+
+__all__ = ["extract_features", "fit_head_on_features"]
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def extract_features(
+    model: FundusModel, images: np.ndarray, batch_size: int = 32, feature_map: bool = False
+) -> torch.Tensor:
+    """Backbone features of ``(N, S, S, 3)`` uint8 images: pooled ``(N, C)`` or the map."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_cpu_bf16()):
+            f = model.forward_features(x)
+        out.append((f if feature_map else model.pool(f)).float())
+    return torch.cat(out)
+
+
+def _cpu_bf16() -> bool:
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def _cached(ctx: RunContext, model: FundusModel, split: SplitData, feature_map: bool) -> torch.Tensor:
+    m = ctx.cfg.model
+    key = hashlib.sha256(
+        f"{ctx.data_fingerprint}|{split.name}|{m.backbone}|{m.weights}|{_weights_stamp(m.weights)}|"
+        f"{feature_map}|{ctx.cfg.data.image_size}|v1".encode()
+    ).hexdigest()[:20]
+    path = Path(ctx.cache_dir) / f"features-{key}.pt"
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    feats = extract_features(model, split.images, ctx.cfg.train.batch_size, feature_map)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(feats, tmp)
+    tmp.replace(path)
+    return feats
+
+
+def _weights_stamp(weights: str) -> str:
+    p = Path(weights)
+    return f"{p.stat().st_size}-{p.stat().st_mtime_ns}" if p.is_file() else ""
+
+
+class _HeadOnly(nn.Module):
+    """Cached features → logits through the model's head (pooled or map input)."""
+
+    def __init__(self, model: FundusModel, feature_map: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.feature_map = feature_map
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(feats) if self.feature_map else self.model.head(feats)
+
+
+def fit_head_on_features(
+    ctx: RunContext, model: FundusModel, loss: nn.Module, options: FitOptions
+) -> dict[str, float | str]:
+    """Extract (or load) features once, then fit ``model.head`` on them with Lightning."""
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    feature_map = bool(getattr(model.head, "needs_feature_map", False))
+    t0 = time.perf_counter()
+    train_x = _cached(ctx, model, ctx.train, feature_map)
+    val_x = _cached(ctx, model, ctx.val, feature_map) if ctx.val is not None else None
+    extract_s = time.perf_counter() - t0
+    batch = ctx.cfg.train.batch_size
+    gen = torch.Generator().manual_seed(ctx.cfg.train.seed)
+    train_dl = DataLoader(
+        TensorDataset(train_x, torch.as_tensor(ctx.train.targets)), batch_size=batch, shuffle=True,
+        generator=gen,
+    )
+    val_dl = (
+        DataLoader(TensorDataset(val_x, torch.as_tensor(ctx.val.targets)), batch_size=256)
+        if val_x is not None else None
+    )
+    head_net = _HeadOnly(model, feature_map)
+    task = FundusTask(head_net, loss, ctx.table.label_names, options)
+    cfg = ctx.cfg.train.model_copy(update={"precision": "32"})  # tiny head: fp32 is exact and fast
+    t1 = time.perf_counter()
+    info = fit_task(task, train_dl, val_dl, cfg, ctx.run_dir, resume=ctx.cfg.output.resume,
+                    progress=ctx.extras.get("progress", True))
+    model.backbone.eval()
+    return {**info, "feature_extraction_s": round(extract_s, 2),
+            "head_fit_s": round(time.perf_counter() - t1, 2)}

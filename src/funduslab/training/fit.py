@@ -1,0 +1,154 @@
+"""Running a :class:`FundusTask` with Lightning: precision, checkpoints, history, resume."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from funduslab.config import TrainConfig, atomic_write_text
+from funduslab.training.module import FundusTask
+
+__all__ = ["HistoryWriter", "fit_task", "resolve_accelerator", "resolve_precision"]
+
+log = logging.getLogger(__name__)
+
+# Lightning announces hardware and tips at INFO on every Trainer; funduslab reports what matters.
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+_MONITOR_MODE = {
+    "course_average_f1": ("val_course_average_f1", "max"),
+    "macro_auroc": ("val_macro_auroc", "max"),
+    "val_loss": ("val_loss", "min"),
+    "quadratic_kappa": ("val_quadratic_kappa", "max"),
+}
+
+
+def resolve_accelerator(requested: str) -> str:
+    """``auto`` → ``gpu`` when CUDA is available, else ``cpu``."""
+    if requested != "auto":
+        return requested
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(requested: str, accelerator: str) -> str:
+    """``auto`` → ``16-mixed`` on GPU, ``bf16-mixed`` on CPUs with native bf16, else ``32``."""
+    if requested != "auto":
+        return requested
+    if accelerator == "gpu":
+        return "16-mixed"
+    cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_amx_tile_supported", lambda: False
+    )()
+    return "bf16-mixed" if cpu_bf16 else "32"
+
+
+class HistoryWriter(Callback):
+    """Writes ``history.csv`` (one row per epoch: train/val loss and metrics) after every epoch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning runs validation before this hook, so the row holds both sides of the epoch.
+        if trainer.global_rank != 0:
+            return
+        row: dict[str, float] = {"epoch": trainer.current_epoch}
+        for key, value in sorted(trainer.callback_metrics.items()):
+            row[key] = round(float(value), 6)
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        keys: list[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state.get("rows", []))
+
+
+def fit_task(
+    task: FundusTask,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict[str, float | str]:
+    """Fit ``task``; keep the best epoch by ``cfg.monitor``; load its weights back into ``task``.
+
+    Checkpoints go to ``run_dir/checkpoints``: an interrupted run restarts from ``last.ckpt``
+    when ``resume`` is true.
+
+    Returns:
+        ``{"best_epoch_score": …, "best_checkpoint": path, "precision": …}``.
+    """
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    accelerator = resolve_accelerator(cfg.accelerator)
+    precision = resolve_precision(cfg.precision, accelerator)
+    monitor, mode = _MONITOR_MODE[cfg.monitor]
+    if val_loader is None:
+        monitor, mode = "train_loss", "min"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
+        save_top_k=1, enable_version_counter=False,
+    )
+    callbacks: list[Callback] = [checkpoint, HistoryWriter(run_dir / "history.csv")]
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping))
+    if progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=precision,
+        max_epochs=cfg.epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        deterministic=False,
+        num_sanity_val_steps=0,
+        default_root_dir=run_dir,
+        log_every_n_steps=10,
+    )
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if ckpt_path:
+        log.info("resuming from %s", last)
+    trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path)
+    best = checkpoint.best_model_path or str(last)
+    if best and Path(best).is_file():
+        state = torch.load(best, map_location="cpu", weights_only=False)  # our own file
+        task.load_state_dict(state["state_dict"])
+    score = checkpoint.best_model_score
+    return {
+        "best_score": float(score) if score is not None else float("nan"),
+        "monitor": monitor,
+        "best_checkpoint": str(best),
+        "precision": precision,
+        "world_size": trainer.world_size,
+        "is_global_zero": trainer.is_global_zero,
+    }

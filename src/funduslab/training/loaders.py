@@ -1,0 +1,45 @@
+"""DataLoaders over decoded splits (training order, augmentation and batch size in one place)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from funduslab.training.context import RunContext, SplitData
+from funduslab.training.data import ArrayDataset, build_augmentation
+from funduslab.training.samplers import build_sampler
+
+__all__ = ["eval_loader", "train_loader"]
+
+
+def train_loader(ctx: RunContext, split: SplitData | None = None) -> DataLoader:
+    """Shuffled (or sampler-driven), augmented loader of the training split."""
+    split = split or ctx.train
+    data = ctx.cfg.data
+    dataset = ArrayDataset(
+        split.images, split.targets, build_augmentation(data.augment, data.image_size)
+    )
+    sampler = build_sampler(ctx.cfg.train.sampler, split, seed=ctx.cfg.train.seed)
+    return _loader(dataset, ctx, shuffle=sampler is None, sampler=sampler, drop_last=True)
+
+
+def eval_loader(ctx: RunContext, split: SplitData) -> DataLoader:
+    """Unaugmented loader in table order."""
+    return _loader(ArrayDataset(split.images, split.targets), ctx, shuffle=False)
+
+
+def _loader(dataset: Dataset, ctx: RunContext, shuffle: bool, sampler=None,
+            drop_last: bool = False) -> DataLoader:
+    workers = ctx.cfg.data.num_workers
+    batch = min(ctx.cfg.train.batch_size, len(dataset))
+    generator = torch.Generator().manual_seed(ctx.cfg.train.seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=shuffle,
+        sampler=sampler,
+        drop_last=drop_last and len(dataset) > batch,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=generator,
+    )

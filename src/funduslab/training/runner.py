@@ -1,0 +1,139 @@
+"""One run from config to run folder: data → setup → predictions → metrics → files.
+
+This is the single path every CLI verb and preset goes through, so every run folder has the
+same shape (see :mod:`funduslab.reporting.run_folder`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+
+from funduslab.config import RunConfig, save_config
+from funduslab.data.adapters import load_table
+from funduslab.data.cache import ImageCache
+from funduslab.data.table import SampleTable
+from funduslab.metrics import multilabel_metrics, tune_thresholds
+from funduslab.models.checkpoints import save_funduslab_checkpoint
+from funduslab.models.factory import checkpoint_metadata
+from funduslab.preprocess import build_pipeline
+from funduslab.reporting.figures import plot_history
+from funduslab.reporting.run_folder import (
+    environment_info,
+    weights_filename,
+    write_json,
+    write_predictions,
+    write_submission,
+)
+from funduslab.training.context import RunContext, SplitData
+from funduslab.training.fit import resolve_accelerator, resolve_precision
+from funduslab.training.predict import predict_probabilities
+from funduslab.training.setups import fit_model
+
+__all__ = ["decode_splits", "run"]
+
+log = logging.getLogger(__name__)
+
+
+def decode_splits(
+    table: SampleTable, cfg: RunConfig, cache_dir: Path
+) -> tuple[dict[str, SplitData], str]:
+    """Decode (or load from cache) every split; return the splits and a data fingerprint."""
+    pipeline = build_pipeline(cfg.data.preprocess, cfg.data.image_size)
+    cache = ImageCache(cache_dir)
+    splits: dict[str, SplitData] = {}
+    digest = hashlib.sha256()
+    for name in table.splits:
+        rows = table.split(name)
+        paths = [Path(p) for p in rows["path"]]
+        images = cache.get(paths, pipeline, cfg.data.image_size, workers=cfg.data.num_workers)
+        key = cache.fingerprint(paths, pipeline, cfg.data.image_size)
+        digest.update(f"{name}:{key};".encode())
+        targets = rows[table.label_names].to_numpy(dtype=np.float32)
+        labelled = bool(rows["labelled"].all())
+        splits[name] = SplitData(name, rows["id"].astype(str).tolist(), images, targets, labelled)
+    return splits, digest.hexdigest()[:16]
+
+
+def run(cfg: RunConfig, progress: bool = True) -> Path:
+    """Fit and evaluate one configuration; return its run folder."""
+    started = time.time()
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cfg.data.cache_dir or cfg.output.out / ".cache")
+    table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
+    for needed in (cfg.data.train_split,):
+        table.split(needed)  # clear error when a split is missing or empty
+    splits, fingerprint = decode_splits(table, cfg, cache_dir)
+    provenance = {
+        "seed": cfg.train.seed,
+        "data_fingerprint": fingerprint,
+        "data_source": table.source,
+        "label_names": table.label_names,
+        "split_sizes": {k: len(v.ids) for k, v in splits.items()},
+        "environment": environment_info(),
+    }
+    save_config(cfg, run_dir / "config.yaml", provenance)
+    ctx = RunContext(cfg, table, splits, run_dir, cache_dir, fingerprint, {"progress": progress})
+    model, fit_info = fit_model(ctx)
+    if not fit_info.get("is_global_zero", True):
+        return run_dir  # DDP: rank 0 writes the run folder
+    fit_s = time.time() - started
+
+    accelerator = resolve_accelerator(cfg.train.accelerator)
+    bf16 = resolve_precision(cfg.train.precision, accelerator) == "bf16-mixed"
+    probs = {
+        name: predict_probabilities(model, s.images, batch_size=cfg.train.batch_size,
+                                    tta=cfg.train.tta, bf16=bf16)
+        for name, s in splits.items()
+    }
+    thresholds = np.full(len(table.label_names), 0.5)
+    tuned = None
+    val = splits.get(cfg.data.val_split)
+    if val is not None and val.labelled:
+        tuned = tune_thresholds(val.targets.astype(int), probs[val.name])
+    chosen = tuned if (cfg.train.tune_thresholds and tuned is not None) else thresholds
+
+    metrics: dict = {"label_names": table.label_names, "splits": {}}
+    for name, s in splits.items():
+        preds = (probs[name] >= chosen).astype(int)
+        write_predictions(run_dir / "predictions" / f"{name}.csv", s.ids, probs[name], preds,
+                          table.label_names)
+        if s.labelled:
+            entry = {"threshold_0.5": multilabel_metrics(s.targets.astype(int), probs[name], 0.5,
+                                                           table.label_names)}
+            if tuned is not None:
+                entry["tuned_thresholds"] = multilabel_metrics(
+                    s.targets.astype(int), probs[name], tuned, table.label_names)
+            metrics["splits"][name] = entry
+        elif table.submission_columns:
+            write_submission(run_dir / "submission.csv", s.ids, preds, table.submission_columns)
+    metrics["thresholds"] = {
+        "used": "tuned_on_val" if chosen is tuned else "0.5",
+        "tuned_on_val": None if tuned is None else [float(t) for t in tuned],
+    }
+    metrics["fit"] = fit_info
+    metrics["timing_s"] = {"fit_and_data": round(fit_s, 1), "total": round(time.time() - started, 1)}
+    write_json(run_dir / "metrics.json", metrics)
+
+    weights = run_dir / weights_filename(cfg.output.team, cfg.output.task)
+    save_funduslab_checkpoint(weights, model, {
+        **checkpoint_metadata(model),
+        "head": cfg.model.head,
+        "head_options": cfg.model.head_options,
+        "label_names": table.label_names,
+        "image_size": cfg.data.image_size,
+        "preprocess": cfg.data.preprocess,
+        "thresholds": [float(t) for t in chosen],
+        "setup": cfg.train.setup,
+    })
+    if cfg.output.figures and (run_dir / "history.csv").is_file():
+        plot_history(run_dir / "history.csv", run_dir / "figures" / "curves.png")
+    log.info("run %s finished in %.0f s", run_dir, time.time() - started)
+    return run_dir

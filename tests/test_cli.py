@@ -1,0 +1,59 @@
+"""The command line: verbs listed, user errors as one clear line, summary and synth round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from funduslab.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_verbs():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for verb in ("synth", "data", "train", "pretrain", "suite", "demo"):
+        assert verb in result.output
+
+
+def test_synth_then_summary_counts_match_csvs(tmp_path: Path):
+    out = tmp_path / "s"
+    result = runner.invoke(app, ["synth", "--layout", "odir-course", "--out", str(out), "--n", "60",
+                                 "--size", "64", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["data", "summary", str(out)])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    train = pd.read_csv(out / "train.csv")
+    assert str(len(train)) in result.output
+    assert str(int(train["D"].sum())) in result.output
+
+
+def test_missing_dataset_is_one_clear_line_and_exit_2(tmp_path: Path):
+    result = runner.invoke(app, ["data", "summary", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "not found" in result.output and "Traceback" not in result.output
+
+
+def test_unknown_backbone_lists_valid_names(tmp_path: Path, synth_course: Path):
+    result = runner.invoke(app, ["train", "--data", str(synth_course), "--backbone", "resnet1000",
+                                 "--out", str(tmp_path), "--epochs", "1"])
+    assert result.exit_code == 2
+    assert "resnet18" in result.output
+
+
+@pytest.mark.skipif(not Path(__file__).parents[2].joinpath("shared/data/odir-course").is_dir()
+                    and not Path("../shared/data/odir-course").is_dir(),
+                    reason="real course data not beside the checkout")
+def test_summary_of_real_course_data_matches_csv_prevalence():
+    root = Path(__file__).parents[2] / "shared/data/odir-course"
+    if not root.is_dir():
+        root = Path("../shared/data/odir-course")
+    result = runner.invoke(app, ["data", "summary", str(root)])
+    assert result.exit_code == 0, result.output
+    for count in ("517", "163", "142", "800", "250"):
+        assert count in result.output
