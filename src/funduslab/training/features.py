@@ -34,7 +34,7 @@ def extract_features(
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+        x = torch.from_numpy(np.array(images[start : start + batch_size]))  # copy: cache is read-only
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_cpu_bf16()):
             f = model.forward_features(x)

@@ -32,7 +32,7 @@ def predict_logits(
     device = torch.device(device)
     out = []
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
+        x = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)  # copy: cache is read-only
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         views = [x, x.flip(-1), x.flip(-2)] if tta else [x]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
