@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("FUNDUSLAB_TEST_THREADS", "2")))
 
 
 @pytest.fixture(scope="session")

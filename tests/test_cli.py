@@ -15,8 +15,20 @@ runner = CliRunner()
 def test_help_lists_the_verbs():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for verb in ("synth", "data", "train", "pretrain", "suite", "demo"):
+    for verb in ("synth", "data", "train", "pretrain", "suite", "demo", "explain", "ensemble",
+                 "generate", "patches"):
         assert verb in result.output
+
+
+def test_every_preset_is_registered_and_options_are_checked():
+    from funduslab.experiments import PRESETS, parse_preset_options
+
+    assert {"course-task1", "course-task2", "course-task3", "dr-grading", "screening",
+            "lesion-patches"} <= set(PRESETS.names())
+    result = runner.invoke(app, ["suite", "course-task1", "--data", ".", "--opt", "nope=1"])
+    assert result.exit_code == 2
+    assert "resnet_image_size" in result.output  # the error lists the valid options
+    assert parse_preset_options("course-task1", ["pretrain-epochs=2"]) == {"pretrain_epochs": 2}
 
 
 def test_synth_then_summary_counts_match_csvs(tmp_path: Path):

@@ -1,4 +1,5 @@
-"""``funduslab`` command line (Typer + Rich): synth, data, train, pretrain, suite, demo.
+"""``funduslab`` command line (Typer + Rich): synth, data, train, pretrain, suite, demo, explain,
+ensemble, generate, patches.
 
 Every training flag maps to one config field; ``--config`` reads a YAML file first and flags
 override it. User mistakes (missing files, bad CSVs, unknown names) print one red line naming the
@@ -131,6 +132,8 @@ def _adapter_options(labels: Optional[str], images: Optional[Path]) -> dict[str,
     return options
 
 
-from funduslab.cli_train import register as _register_training  # noqa: E402
+from funduslab import cli_ensemble, cli_explain, cli_generate, cli_patches, cli_train  # noqa: E402
 
-_register_training(app, console, _friendly)
+# Each verb group lives in its own module and attaches itself here.
+for _module in (cli_train, cli_ensemble, cli_explain, cli_generate, cli_patches):
+    _module.register(app, console, _friendly)

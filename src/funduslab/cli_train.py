@@ -20,7 +20,8 @@ _FLAG_FIELDS = {
     "sampler": "train.sampler", "seed": "train.seed", "precision": "train.precision",
     "devices": "train.devices", "strategy": "train.strategy",
     "accelerator": "train.accelerator", "tune_thresholds": "train.tune_thresholds",
-    "tta": "train.tta", "monitor": "train.monitor",
+    "tta": "train.tta", "monitor": "train.monitor", "formulation": "train.formulation",
+    "sample_weights": "train.sample_weights",
     "out": "output.out", "name": "output.name", "team": "output.team", "task": "output.task",
 }
 
@@ -61,6 +62,10 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         tune_thresholds: Optional[bool] = typer.Option(None, "--tune-thresholds/--fixed-thresholds"),
         tta: Optional[bool] = typer.Option(None, "--tta/--no-tta"),
         monitor: Optional[str] = typer.Option(None, help="Model-selection metric."),
+        formulation: Optional[str] = typer.Option(
+            None, help="DR grading: ce | regression | ordinal (grade labels only)."),
+        sample_weights: Optional[Path] = typer.Option(
+            None, help="id,weight CSV for the weighted_file sampler (bagging/boosting)."),
         out: Optional[Path] = typer.Option(None, help="Folder that holds run folders."),
         name: Optional[str] = typer.Option(None, help="Run folder name."),
         team: Optional[str] = typer.Option(None, help="Team name for <team>_task<k>-<j>.pt."),
@@ -86,13 +91,15 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         quick: bool = typer.Option(False, help="Tiny settings (demo/tests): few epochs, small images."),
         seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (preset default)."),
         source: Optional[Path] = typer.Option(None, help="Source dataset for pretraining (odir5k)."),
+        opt: Optional[list[str]] = typer.Option(
+            None, help="Preset option KEY=VALUE (repeatable), e.g. --opt resnet_image_size=128."),
     ) -> None:
         """Run a preset of experiments and write results.md."""
-        from funduslab.experiments import run_preset
+        from funduslab.experiments import parse_preset_options, run_preset
 
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
         results = run_preset(preset, data=data, team=team, out=out, quick=quick, seeds=seed_list,
-                             source=source)
+                             source=source, **parse_preset_options(preset, opt or []))
         console.print(f"[green]results:[/] {results}")
 
     @app.command()

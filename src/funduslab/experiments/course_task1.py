@@ -38,40 +38,45 @@ class Task1Row:
     backbone: str
     weights: str
     weights_note: str
+    image_size: int = 256
 
 
-def plan_rows(data: Path, out: Path, source: Path | None, quick: bool, seed: int) -> list[Task1Row]:
-    """Decide the starting weights of each row, pretraining source models when needed."""
+def plan_rows(data: Path, out: Path, source: Path | None, quick: bool, seed: int,
+              sizes: dict[str, int] | None = None, pretrain_epochs: int = 4) -> list[Task1Row]:
+    """Decide the starting weights (and image size) of each row, pretraining source models
+    when needed. ``sizes`` maps family name → image size (default 256; 64 when quick)."""
     from funduslab.experiments.pretrain import pretrain_source_model
 
     course = find_course_checkpoints(data)
     rows: list[Task1Row] = []
     families = {"EfficientNet": ("efficientnet", "tf_efficientnet_lite0"), "ResNet18": ("resnet18", "resnet18")}
     for family, (ckpt_key, timm_name) in families.items():
+        size = 64 if quick else (sizes or {}).get(family, 256)
         if ckpt_key in course:
             arch = "efficientnet_b0" if ckpt_key == "efficientnet" else "resnet18"
             for j in "123":
                 rows.append(Task1Row(family, f"1-{j}", arch, str(course[ckpt_key]),
-                                     f"course checkpoint {course[ckpt_key].name}"))
+                                     f"course checkpoint {course[ckpt_key].name}", size))
             continue
         source_ckpt = None
         if source is not None:
             start = "imagenet" if timm_name.startswith("tf_efficientnet_lite") else "none"
             source_ckpt = pretrain_source_model(
                 source, backbone=timm_name, weights=start, out=out / "pretrained_backbone",
-                epochs=1 if quick else 4, image_size=64 if quick else 256, seed=seed,
+                epochs=1 if quick else pretrain_epochs, image_size=size, seed=seed,
                 quick=quick,
             )
         for j in "123":
             if family == "EfficientNet" and j != "1":
                 rows.append(Task1Row(family, f"1-{j}", timm_name, "imagenet",
-                                     "ImageNet EfficientNet-Lite0 (offline package)"))
+                                     "ImageNet EfficientNet-Lite0 (offline package)", size))
             elif source_ckpt is not None:
                 rows.append(Task1Row(family, f"1-{j}", timm_name, str(source_ckpt),
-                                     f"funduslab pretrain on {source.name} ({source_ckpt.name})"))
+                                     f"funduslab pretrain on {source.name} ({source_ckpt.name})",
+                                     size))
             elif j != "1":
                 rows.append(Task1Row(family, f"1-{j}", timm_name, "none",
-                                     "random init (no course checkpoint, no --source)"))
+                                     "random init (no course checkpoint, no --source)", size))
             else:
                 log.warning("skipping %s 1-1: no source model (pass --source or add "
                             "pretrained_backbone/ to the course folder)", family)
@@ -79,16 +84,15 @@ def plan_rows(data: Path, out: Path, source: Path | None, quick: bool, seed: int
 
 
 def row_config(row: Task1Row, data: Path, out: Path, team: str, quick: bool, seed: int,
-               adapter: str = "odir_course") -> RunConfig:
+               adapter: str = "odir_course", epochs: int = 12) -> RunConfig:
     """The run config of one row (quick = tiny demo/test settings)."""
     setup = SETUPS[row.task[-1]]
-    train = {"setup": setup, "seed": seed, "epochs": 12, "batch_size": 32}
+    train = {"setup": setup, "seed": seed, "epochs": epochs, "batch_size": 32}
     if setup == "frozen":
         train.update(epochs=30, lr=3e-3, warmup_epochs=0)
-    data_cfg = {"adapter": adapter, "root": str(data), "image_size": 256}
+    data_cfg = {"adapter": adapter, "root": str(data), "image_size": row.image_size}
     if quick:
         train.update(epochs=2 if setup == "full" else 5, batch_size=8)
-        data_cfg["image_size"] = 64
     return config_from_dict({
         "data": data_cfg,
         "model": {"backbone": row.backbone, "weights": row.weights},
@@ -102,15 +106,22 @@ def row_config(row: Task1Row, data: Path, out: Path, team: str, quick: bool, see
 def course_task1(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
     seeds: list[int] | None = None, source: Path | None = None, adapter: str = "odir_course",
+    epochs: int = 12, image_size: int = 256, resnet_image_size: int | None = None,
+    pretrain_epochs: int = 4,
 ) -> Path:
-    """Run Task 1.1–1.3 for both families; write ``results.md``; return its path."""
+    """Run Task 1.1–1.3 for both families; write ``results.md``; return its path.
+
+    ``resnet_image_size`` lets ResNet18 (about 4× the FLOPs of Lite0) run smaller on a CPU;
+    ``pretrain_epochs`` sets the source-model fit when no course checkpoint exists.
+    """
     seeds = seeds or [0]
     out = Path(out)
-    rows = plan_rows(Path(data), out, source, quick, seeds[0])
+    sizes = {"EfficientNet": image_size, "ResNet18": resnet_image_size or image_size}
+    rows = plan_rows(Path(data), out, source, quick, seeds[0], sizes, pretrain_epochs)
     results = []
     for row in rows:
-        run_dirs = [run(row_config(row, Path(data), out, team, quick, s), progress=not quick)
-                    for s in seeds]
+        run_dirs = [run(row_config(row, Path(data), out, team, quick, s, adapter, epochs),
+                        progress=not quick) for s in seeds]
         results.append((row, run_dirs))
     path = out / "results.md"
     atomic_write_text(path, render_results(results, seeds))
@@ -119,7 +130,7 @@ def course_task1(
 
 def render_results(results: list[tuple[Task1Row, list[Path]]], seeds: list[int]) -> str:
     """Markdown: per-disease P/R/F1 on offsite test and the course average F1 per row."""
-    header = ["task", "model", "weights", "D P/R/F1", "G P/R/F1", "A P/R/F1",
+    header = ["task", "model", "weights", "size", "D P/R/F1", "G P/R/F1", "A P/R/F1",
               "course avg F1 (0.5)", "course avg F1 (tuned thr.)", "weights file"]
     body = []
     for row, run_dirs in results:
@@ -133,7 +144,8 @@ def render_results(results: list[tuple[Task1Row, list[Path]]], seeds: list[int])
         tuned = mean_std([split_scores(m, TEST_SPLIT, "tuned_thresholds")["course_average_f1"]
                           for m in metrics if "tuned_thresholds" in m["splits"][TEST_SPLIT]])
         weights_file = next(run_dirs[0].glob("*_task*.pt"), None)
-        body.append([row.task, f"{row.family} ({row.backbone})", row.weights_note, *cells, avg,
+        body.append([row.task, f"{row.family} ({row.backbone})", row.weights_note,
+                     f"{row.image_size} px", *cells, avg,
                      tuned, weights_file.name if weights_file else "—"])
     seeds_note = ", ".join(str(s) for s in seeds)
     return (
