@@ -7,5 +7,9 @@ the engine. Losses map ``(logits (B, K), targets (B, K) float) -> scalar``.
 
 from funduslab.losses.base import LOSSES, ClassCounts, build_loss
 from funduslab.losses import bce  # noqa: F401  (registers "bce", "weighted_bce")
+from funduslab.losses import grading  # noqa: F401  (registers grade_ce/_smooth_l1/_mse, coral)
+from funduslab.losses import focal  # noqa: F401  (registers "focal")
+from funduslab.losses import class_balanced  # noqa: F401  (registers "class_balanced")
+from funduslab.losses import asymmetric  # noqa: F401  (registers "asymmetric")
 
 __all__ = ["LOSSES", "ClassCounts", "build_loss"]

@@ -15,13 +15,18 @@ __all__ = ["RunContext", "SplitData"]
 
 @dataclass
 class SplitData:
-    """One split, decoded: ``images (N, S, S, 3) uint8``, ``targets (N, K)``, ids in table order."""
+    """One split, decoded: ``images (N, S, S, 3) uint8``, ``targets (N, K)``, ids in table order.
+
+    ``patients`` holds each image's patient id (table order) when known, for patient-level
+    samplers; ``None`` where the split was built without them.
+    """
 
     name: str
     ids: list[str]
     images: np.ndarray
     targets: np.ndarray
     labelled: bool
+    patients: list[str] | None = None
 
 
 @dataclass
