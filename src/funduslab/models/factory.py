@@ -8,8 +8,16 @@ from pathlib import Path
 from torch import nn
 
 from funduslab.config import ModelConfig
-from funduslab.models.backbones import backbone_info, create_backbone, stage_parameter_groups
+from funduslab.models.attention import insert_se, inserted_se
+from funduslab.models.backbones import (
+    BackboneInfo,
+    backbone_info,
+    create_backbone,
+    stage_parameter_groups,
+)
 from funduslab.models.classifier import FundusModel, build_head
+from funduslab.models.heads import HEADS
+from funduslab.models.heads.feature_map import feature_map_options
 
 __all__ = ["build_model", "checkpoint_metadata", "last_stage_parameters", "model_from_checkpoint"]
 
@@ -45,8 +53,11 @@ def build_model(
         if fmt == "funduslab":
             return model_from_checkpoint(path, num_outputs)
     backbone = create_backbone(cfg.backbone, cfg.weights, img_size=image_size)
+    if cfg.attention_stages:  # identity-initialised SE blocks (models/attention.py)
+        insert_se(backbone, cfg.attention_stages, cfg.attention_rd_ratio)
     info = backbone_info(backbone)
-    head = build_head(cfg.head, info.num_features, num_outputs, cfg.dropout, **cfg.head_options)
+    head = build_head(cfg.head, info.num_features, num_outputs, cfg.dropout,
+                      **_head_options(cfg.head, info, cfg.head_options))
     model = FundusModel(backbone, head, info.mean, info.std)
     if require_head:
         if fmt not in _COURSE_HEADS or cfg.head != "linear":
@@ -71,17 +82,22 @@ def model_from_checkpoint(path: Path, num_outputs: int | None = None) -> FundusM
 
     state, meta = load_funduslab_checkpoint(path)
     labels = meta.get("label_names") or []
-    if num_outputs is not None and labels and len(labels) != num_outputs:
-        raise ValueError(f"{path} predicts {len(labels)} labels {labels}, the data has {num_outputs}")
+    saved_outputs = int(meta.get("num_outputs") or len(labels))  # grading: K, 1 or K-1 per label
+    if num_outputs is not None and saved_outputs and saved_outputs != num_outputs:
+        raise ValueError(f"{path} predicts {saved_outputs} outputs for labels {labels}, "
+                         f"the data needs {num_outputs}")
     if meta.get("course_architecture"):  # trained on top of a course (torchvision) checkpoint
         from funduslab.models.checkpoints import build_course_backbone
 
         backbone = build_course_backbone(meta["course_architecture"], img_size=meta.get("image_size"))
     else:
         backbone = create_backbone(meta["backbone"], "none", img_size=meta.get("image_size"))
+    if meta.get("se_stages"):
+        insert_se(backbone, list(meta["se_stages"]), float(meta.get("se_rd_ratio", 1 / 16)))
     info = backbone_info(backbone)
-    head = build_head(meta.get("head", "linear"), info.num_features, len(labels) or num_outputs,
-                      0.0, **(meta.get("head_options") or {}))
+    head_name = meta.get("head", "linear")
+    head = build_head(head_name, info.num_features, saved_outputs or num_outputs, 0.0,
+                      **_head_options(head_name, info, meta.get("head_options") or {}))
     model = FundusModel(backbone, head, info.mean, info.std)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -94,7 +110,14 @@ def checkpoint_metadata(model: FundusModel) -> dict[str, object]:
     """What :func:`model_from_checkpoint` needs to rebuild ``model``'s architecture."""
     info = backbone_info(model.backbone)
     course = info.weights.startswith("course")
-    return {"backbone": info.name, "course_architecture": info.name if course else None}
+    return {"backbone": info.name, "course_architecture": info.name if course else None,
+            **inserted_se(model.backbone)}
+
+
+def _head_options(name: str, info: BackboneInfo, options: dict) -> dict:
+    """The head's options plus, for feature-map heads, the backbone's feature layout."""
+    auto = feature_map_options(HEADS.get(name), info.family, info.num_prefix_tokens)
+    return {**auto, **options}
 
 
 def last_stage_parameters(model: FundusModel, n: int) -> list[nn.Parameter]:

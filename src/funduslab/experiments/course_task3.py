@@ -1,0 +1,144 @@
+"""Course Task 3: attention mechanisms on top of the fine-tuned backbone.
+
+3-1 squeeze-and-excitation (Hu et al., CVPR 2018) and 3-2 multi-head self-attention (Vaswani et
+al., NeurIPS 2017) heads, compared with the engine's linear head under the same full fine-tuning
+recipe, several seeds each. Extra rows: one learned query per disease (Query2Label, Liu et al.
+2021), CBAM (Woo et al., ECCV 2018) and identity-initialised SE blocks inserted after the
+backbone's stages (``model.attention_stages``). Besides the scores, the table gives each model's
+parameter count and its training throughput, so a gain can be weighed against its cost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from funduslab.config import atomic_write_text
+from funduslab.experiments import PRESETS
+from funduslab.experiments.variants import (
+    Variant,
+    base_course_config,
+    render_variant_table,
+    run_variants,
+    source_start_weights,
+)
+from funduslab.models.backbones import backbone_info, create_backbone
+
+__all__ = ["course_task3", "parameter_count", "task3_variants", "throughput"]
+
+log = logging.getLogger(__name__)
+
+
+def task3_variants(num_levels: int) -> list[Variant]:
+    """The rows of the Task 3 table; ``num_levels`` = the backbone's SE insertion points
+    (0 for ViT/Swin, which drops the ``se_stages`` row)."""
+    variants = [
+        Variant("linear", {}, None, "baseline: linear head on the pooled features"),
+        Variant("se", {"model": {"head": "se"}}, "3-1",
+                "SE (r=16) on the last feature map → pool → linear"),
+        Variant("mha", {"model": {"head": "mha"}}, "3-2",
+                "1 pre-norm self-attention block over the spatial tokens (dim 256, 4 heads, "
+                "2-D sine positions) → mean pool → linear"),
+        Variant("class_query", {"model": {"head": "class_query"}}, None,
+                "one learned query per disease cross-attending over the tokens (Query2Label)"),
+        Variant("cbam", {"model": {"head": "cbam"}}, None,
+                "CBAM (channel + spatial gate) → pool → linear"),
+    ]
+    if num_levels:
+        levels = list(range(1, num_levels + 1))
+        variants.append(Variant(
+            "se_stages", {"model": {"attention_stages": levels}}, None,
+            f"identity-initialised SE after backbone feature levels {levels}; linear head"))
+    return variants
+
+
+def parameter_count(run_dir: Path) -> int:
+    """Trainable-architecture parameters of the model saved in ``run_dir`` (buffers excluded)."""
+    from funduslab.models.factory import model_from_checkpoint
+
+    weights = next(iter(sorted(Path(run_dir).glob("*.pt"))), None)
+    if weights is None:
+        raise FileNotFoundError(f"no weights (*.pt) in {run_dir}; rerun the variant")
+    return sum(p.numel() for p in model_from_checkpoint(weights).parameters())
+
+
+def throughput(run_dir: Path) -> float:
+    """Training images per second of a run folder.
+
+    The runner records no per-image timing, so this is ``epochs run × training images ÷
+    timing_s.fit_and_data`` from ``metrics.json`` (epochs from ``history.csv``, training images
+    from ``config.yaml``'s ``provenance.split_sizes``). The wall time includes image decoding
+    (cached after the first run) and the per-epoch validation pass, so it understates pure
+    training speed; it is comparable between rows of one table.
+    """
+    run_dir = Path(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    train_split = cfg["data"]["train_split"]
+    n_train = int(cfg["provenance"]["split_sizes"][train_split])
+    history = run_dir / "history.csv"
+    epochs = len(pd.read_csv(history)) if history.is_file() else int(cfg["train"]["epochs"])
+    seconds = float(json.loads((run_dir / "metrics.json").read_text())["timing_s"]["fit_and_data"])
+    return epochs * n_train / seconds if seconds > 0 else math.nan
+
+
+def _cost_columns(results: list[tuple[Variant, list[Path]]]) -> dict[str, dict[str, str]]:
+    params: dict[str, str] = {}
+    speed: dict[str, str] = {}
+    for variant, run_dirs in results:
+        params[variant.name] = f"{parameter_count(run_dirs[0]) / 1e6:.3f} M"
+        rates = [throughput(d) for d in run_dirs]
+        speed[variant.name] = f"{sum(rates) / len(rates):.0f}"
+    return {"parameters": params, "train images/s": speed}
+
+
+@PRESETS.register("course-task3")
+def course_task3(
+    data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
+    seeds: list[int] | None = None, source: Path | None = None,
+    backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
+    epochs: int = 12,
+) -> Path:
+    """Run every Task 3 variant for every seed; write ``<out>/results.md``; return its path.
+
+    Args:
+        data: Course data folder (``odir_course`` layout).
+        team: Team name for the ``<team>_task3-1.pt`` / ``<team>_task3-2.pt`` weights.
+        out: Output folder (one run folder per variant and seed).
+        quick: Tiny settings for tests and demos (64 px, 2 epochs, batch 8).
+        seeds: Seeds per variant (default 0, 1, 2).
+        source: Optional source dataset (ODIR-5K layout); the backbone is first fitted on it
+            (``funduslab pretrain``) and every row starts from that model.
+        backbone: Backbone name (default EfficientNet-Lite0).
+        weights: Starting weights of the backbone (``imagenet``, ``none`` or a path).
+        image_size: Training resolution in pixels.
+        epochs: Fine-tuning epochs.
+    """
+    seeds = list(seeds) if seeds else [0, 1, 2]
+    out = Path(out)
+    size = 64 if quick else image_size
+    weights = source_start_weights(source, backbone, weights, out, quick, image_size, seeds[0])
+    base: dict[str, Any] = base_course_config(Path(data), out, quick, backbone=backbone,
+                                              weights=weights, image_size=image_size,
+                                              epochs=epochs)
+    num_levels = len(backbone_info(create_backbone(backbone, "none", img_size=size)).se_points)
+    results = run_variants(base, task3_variants(num_levels), seeds, team=team,
+                           progress=not quick)
+    intro = (
+        f"Backbone {backbone} ({weights} start), {size} px, full fine-tuning, the engine's "
+        "recipe; only the head (or SE blocks inside the backbone) changes between rows. "
+        "`parameters` counts the whole model; `train images/s` is epochs × training images ÷ "
+        "the run's fit wall time (incl. validation and data loading; the runner records no "
+        "per-image timing), mean over seeds, same machine for all rows."
+    )
+    text = render_variant_table("Course Task 3 — attention heads (offsite test)", results, seeds,
+                                intro, extra_columns=_cost_columns(results))
+    path = out / "results.md"
+    atomic_write_text(path, text)
+    log.info("wrote %s", path)
+    return path
