@@ -42,6 +42,10 @@ class DataConfig(_Strict):
     val_split: str = "val"
     num_workers: int = Field(0, ge=0)
     augment: Literal["none", "light", "fundus"] = "fundus"
+    extra_train: Path | None = Field(
+        None, description="generated-image folder (funduslab generate) added to the train split only"
+    )
+    extra_train_ratio: float = Field(1.0, ge=0, description="generated : real images in train")
 
 
 class ModelConfig(_Strict):
@@ -52,6 +56,12 @@ class ModelConfig(_Strict):
     head: str = "linear"
     head_options: dict[str, Any] = Field(default_factory=dict)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    attention_stages: list[int] = Field(
+        default_factory=list,
+        description="CNN feature levels (1 = shallowest, -1 = deepest) that get an "
+                    "identity-initialised SE block (funduslab.models.attention.insert_se)",
+    )
+    attention_rd_ratio: float = Field(1 / 16, gt=0.0, le=1.0, description="SE reduction ratio")
 
 
 class TrainConfig(_Strict):
@@ -66,9 +76,16 @@ class TrainConfig(_Strict):
     warmup_epochs: float = Field(1.0, ge=0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     partial_stages: int = Field(2, ge=1, description="trainable last stages for setup=partial")
+    task: Literal["auto", "multilabel", "grading"] = Field(
+        "auto", description="auto: the adapter's task kind; grading = one ordered grade 0…K-1"
+    )
+    formulation: str = Field("ce", description="grading outputs/loss: ce | regression | ordinal")
     loss: str = "bce"
     loss_options: dict[str, Any] = Field(default_factory=dict)
     sampler: str = "random"
+    sample_weights: Path | None = Field(
+        None, description="CSV (id, weight) over the training split, drawn by sampler=weighted_file"
+    )
     monitor: Literal["course_average_f1", "val_loss", "macro_auroc", "quadratic_kappa"] = (
         "course_average_f1"
     )
@@ -81,6 +98,9 @@ class TrainConfig(_Strict):
     seed: int = 0
     tune_thresholds: bool = False
     tta: bool = False
+    attention_consistency: float = Field(
+        0.0, ge=0, description="λ of the flip-consistent CAM loss (explain/guided.py); 0 = off"
+    )
     source: DataConfig | None = Field(None, description="source dataset for setup=two-stage")
     source_epochs: int = Field(5, ge=0)
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from funduslab.models.classifier import FundusModel
 from funduslab.training.context import RunContext, SplitData
 from funduslab.training.fit import fit_task
-from funduslab.training.module import FitOptions, FundusTask
+from funduslab.training.module import FitOptions, task_class
 
 __all__ = ["extract_features", "fit_head_on_features"]
 
@@ -102,7 +102,7 @@ def fit_head_on_features(
         if val_x is not None else None
     )
     head_net = _HeadOnly(model, feature_map)
-    task = FundusTask(head_net, loss, ctx.table.label_names, options)
+    task = task_class(ctx)(head_net, loss, ctx.table.label_names, options)
     cfg = ctx.cfg.train.model_copy(update={"precision": "32"})  # tiny head: fp32 is exact and fast
     t1 = time.perf_counter()
     info = fit_task(task, train_dl, val_dl, cfg, ctx.run_dir, resume=ctx.cfg.output.resume,

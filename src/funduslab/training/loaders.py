@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from funduslab.training.context import RunContext, SplitData
 from funduslab.training.data import ArrayDataset, build_augmentation
-from funduslab.training.samplers import build_sampler
+from funduslab.training.sample_weights import build_train_sampler
 
 __all__ = ["eval_loader", "train_loader"]
 
@@ -19,7 +19,7 @@ def train_loader(ctx: RunContext, split: SplitData | None = None) -> DataLoader:
     dataset = ArrayDataset(
         split.images, split.targets, build_augmentation(data.augment, data.image_size)
     )
-    sampler = build_sampler(ctx.cfg.train.sampler, split, seed=ctx.cfg.train.seed)
+    sampler = build_train_sampler(ctx.cfg.train, split)
     return _loader(dataset, ctx, shuffle=sampler is None, sampler=sampler, drop_last=True)
 
 

@@ -33,7 +33,8 @@ from funduslab.reporting.run_folder import (
 from funduslab.training.context import RunContext, SplitData
 from funduslab.training.fit import resolve_accelerator, resolve_precision
 from funduslab.training.predict import predict_probabilities
-from funduslab.training.setups import fit_model
+from funduslab.training.grading import evaluate_grading, resolve_task
+from funduslab.training.setups import fit_model, num_outputs
 
 __all__ = ["decode_splits", "run"]
 
@@ -43,7 +44,11 @@ log = logging.getLogger(__name__)
 def decode_splits(
     table: SampleTable, cfg: RunConfig, cache_dir: Path
 ) -> tuple[dict[str, SplitData], str]:
-    """Decode (or load from cache) every split; return the splits and a data fingerprint."""
+    """Decode (or load from cache) every split; return the splits and a data fingerprint.
+
+    With ``data.extra_train`` set, ``round(data.extra_train_ratio × n_real)`` generated images
+    are appended to the train split only (never val/test); see :mod:`funduslab.generate.mixing`.
+    """
     pipeline = build_pipeline(cfg.data.preprocess, cfg.data.image_size)
     cache = ImageCache(cache_dir)
     splits: dict[str, SplitData] = {}
@@ -55,8 +60,17 @@ def decode_splits(
         key = cache.fingerprint(paths, pipeline, cfg.data.image_size)
         digest.update(f"{name}:{key};".encode())
         targets = rows[table.label_names].to_numpy(dtype=np.float32)
+        if table.task == "grading":  # (N,) integer grades, as samplers and grading losses expect
+            targets = targets[:, 0].astype(np.int64)
         labelled = bool(rows["labelled"].all())
-        splits[name] = SplitData(name, rows["id"].astype(str).tolist(), images, targets, labelled)
+        splits[name] = SplitData(name, rows["id"].astype(str).tolist(), images, targets, labelled,
+                                 patients=rows["patient"].astype(str).tolist())
+    if cfg.data.extra_train is not None:  # generated images join the train split only
+        from funduslab.generate.mixing import mix_generated
+
+        train = cfg.data.train_split
+        splits[train], key = mix_generated(splits[train], cfg, table, cache)
+        digest.update(f"extra_train:{key};".encode())
     return splits, digest.hexdigest()[:16]
 
 
@@ -68,6 +82,7 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cfg.data.cache_dir or cfg.output.out / ".cache")
     table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
+    cfg = resolve_task(cfg, table)  # task kind, grading loss/monitor/head → config.yaml
     for needed in (cfg.data.train_split,):
         table.split(needed)  # clear error when a split is missing or empty
     splits, fingerprint = decode_splits(table, cfg, cache_dir)
@@ -88,6 +103,37 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
 
     accelerator = resolve_accelerator(cfg.train.accelerator)
     bf16 = resolve_precision(cfg.train.precision, accelerator) == "bf16-mixed"
+    if table.task == "grading":  # grades: decoding, kappas, confusion figures (training/grading.py)
+        metrics, chosen = evaluate_grading(ctx, model, bf16)
+    else:
+        metrics, chosen = _evaluate_multilabel(ctx, model, bf16)
+    metrics["fit"] = fit_info
+    metrics["timing_s"] = {"fit_and_data": round(fit_s, 1), "total": round(time.time() - started, 1)}
+    write_json(run_dir / "metrics.json", metrics)
+
+    weights = run_dir / weights_filename(cfg.output.team, cfg.output.task)
+    save_funduslab_checkpoint(weights, model, {
+        **checkpoint_metadata(model),
+        "head": cfg.model.head,
+        "head_options": cfg.model.head_options,
+        "label_names": table.label_names,
+        "image_size": cfg.data.image_size,
+        "preprocess": cfg.data.preprocess,
+        "thresholds": [float(t) for t in chosen],
+        "setup": cfg.train.setup,
+        "task": cfg.train.task,
+        "formulation": cfg.train.formulation if table.task == "grading" else None,
+        "num_outputs": num_outputs(ctx),
+    })
+    if cfg.output.figures and (run_dir / "history.csv").is_file():
+        plot_history(run_dir / "history.csv", run_dir / "figures" / "curves.png")
+    log.info("run %s finished in %.0f s", run_dir, time.time() - started)
+    return run_dir
+
+
+def _evaluate_multilabel(ctx: RunContext, model, bf16: bool) -> tuple[dict, np.ndarray]:
+    """Probabilities, thresholds (0.5 or tuned on val), predictions, metrics and submission."""
+    cfg, table, splits, run_dir = ctx.cfg, ctx.table, ctx.splits, ctx.run_dir
     probs = {
         name: predict_probabilities(model, s.images, batch_size=cfg.train.batch_size,
                                     tta=cfg.train.tta, bf16=bf16)
@@ -118,22 +164,4 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
         "used": "tuned_on_val" if chosen is tuned else "0.5",
         "tuned_on_val": None if tuned is None else [float(t) for t in tuned],
     }
-    metrics["fit"] = fit_info
-    metrics["timing_s"] = {"fit_and_data": round(fit_s, 1), "total": round(time.time() - started, 1)}
-    write_json(run_dir / "metrics.json", metrics)
-
-    weights = run_dir / weights_filename(cfg.output.team, cfg.output.task)
-    save_funduslab_checkpoint(weights, model, {
-        **checkpoint_metadata(model),
-        "head": cfg.model.head,
-        "head_options": cfg.model.head_options,
-        "label_names": table.label_names,
-        "image_size": cfg.data.image_size,
-        "preprocess": cfg.data.preprocess,
-        "thresholds": [float(t) for t in chosen],
-        "setup": cfg.train.setup,
-    })
-    if cfg.output.figures and (run_dir / "history.csv").is_file():
-        plot_history(run_dir / "history.csv", run_dir / "figures" / "curves.png")
-    log.info("run %s finished in %.0f s", run_dir, time.time() - started)
-    return run_dir
+    return metrics, chosen

@@ -11,12 +11,11 @@ import logging
 from pathlib import Path
 
 from funduslab.data.adapters import load_table
-from funduslab.losses import ClassCounts, build_loss
 from funduslab.models.classifier import FundusModel, build_head
 from funduslab.training.context import RunContext
 from funduslab.training.fit import fit_task
 from funduslab.training.loaders import eval_loader, train_loader
-from funduslab.training.module import FundusTask
+from funduslab.training.module import task_class
 
 __all__ = ["fit_source_stage"]
 
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 def fit_source_stage(ctx: RunContext, model: FundusModel) -> dict:
     """Fit ``model`` on ``ctx.cfg.train.source`` for ``source_epochs``; return the stage's info."""
     from funduslab.training.runner import decode_splits
-    from funduslab.training.setups import fit_options
+    from funduslab.training.setups import _loss, fit_options
 
     source_cfg = ctx.cfg.train.source
     if source_cfg is None:
@@ -41,10 +40,12 @@ def fit_source_stage(ctx: RunContext, model: FundusModel) -> dict:
     if not same_labels:
         model.head = build_head(ctx.cfg.model.head, model.num_features, len(table.label_names),
                                 ctx.cfg.model.dropout, **ctx.cfg.model.head_options)
-    task = FundusTask(
+    if table.task != ctx.table.task:
+        raise ValueError(f"two-stage source {table.source} is a {table.task} table but the target "
+                         f"is {ctx.table.task}; use a source with the same kind of labels")
+    task = task_class(sctx)(
         model,
-        build_loss(ctx.cfg.train.loss, ClassCounts.from_labels(sctx.train.targets),
-                   **ctx.cfg.train.loss_options),
+        _loss(sctx, sctx.train.targets),
         table.label_names,
         fit_options(sctx, epochs=ctx.cfg.train.source_epochs),
         head_params=list(model.head.parameters()),
