@@ -1,0 +1,168 @@
+"""Ensemble members: finished run folders' saved probabilities, checked to line up.
+
+A member is any run folder with ``config.yaml`` and ``predictions/<split>.csv`` (a single model
+or another ensemble). Prediction files hold ids and probabilities but not the truth, so labels
+come from the dataset table named by the first member's ``config.yaml`` (``data.adapter``,
+``data.root``, ``data.options``), matched to the predictions by id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from funduslab.data.adapters import load_table
+from funduslab.reporting.run_folder import read_predictions
+
+__all__ = ["EnsembleData", "load_members", "read_run_config"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EnsembleData:
+    """Members' probabilities per split, the truth where known, and what the splits are.
+
+    Attributes:
+        run_dirs: Member run folders, in member order ``m = 0 … M-1``.
+        label_names: ``K`` label names shared by all members.
+        ids: Split name → ``N`` ids in the members' (table) order.
+        probs: Split name → ``(M, N, K)`` member probabilities.
+        targets: Split name → ``(N, K)`` 0/1 truth, only for labelled splits.
+        data: The first member's ``data`` config section (how to find the table again).
+        submission_columns: Kaggle submission columns of the unlabelled split (may be empty).
+    """
+
+    run_dirs: list[Path]
+    label_names: list[str]
+    ids: dict[str, list[str]]
+    probs: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
+    data: dict[str, Any] = field(default_factory=dict)
+    submission_columns: list[str] = field(default_factory=list)
+
+    @property
+    def val_split(self) -> str:
+        return str(self.data.get("val_split", "val"))
+
+    @property
+    def train_split(self) -> str:
+        return str(self.data.get("train_split", "train"))
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """``config.yaml`` of a run folder as a dict (``FileNotFoundError`` names the folder)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml: is it a finished funduslab run?")
+    doc = yaml.safe_load(path.read_text()) or {}
+    if "data" not in doc:
+        raise ValueError(f"{path} has no data section: cannot tell which dataset it predicted")
+    return doc
+
+
+def _label_names(run_dir: Path, doc: dict[str, Any]) -> list[str]:
+    names = (doc.get("provenance") or {}).get("label_names")
+    if names:
+        return list(names)
+    split_files = sorted((Path(run_dir) / "predictions").glob("*.csv"))
+    if not split_files:
+        raise FileNotFoundError(f"{run_dir}/predictions has no <split>.csv files")
+    cols = pd.read_csv(split_files[0], nrows=0).columns
+    return [c[2:] for c in cols if c.startswith("p_")]
+
+
+def _member_predictions(
+    run_dir: Path, label_names: list[str]
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    folder = Path(run_dir) / "predictions"
+    splits = sorted(p.stem for p in folder.glob("*.csv"))
+    if not splits:
+        raise FileNotFoundError(f"{folder} has no <split>.csv files: is {run_dir} a finished run?")
+    return {s: read_predictions(run_dir, s, label_names) for s in splits}
+
+
+def load_members(run_dirs: Sequence[Path | str]) -> EnsembleData:
+    """Read and cross-check the members' predictions; attach the truth from the dataset table.
+
+    Args:
+        run_dirs: Two or more run folders predicting the same dataset.
+
+    Raises:
+        ValueError: fewer than 2 members, or a member whose label names, split names or ids
+            (per split, in order) differ from the first member's — the message names it.
+        FileNotFoundError: a member lacks ``config.yaml`` / predictions, or its dataset is gone.
+    """
+    dirs = [Path(d) for d in run_dirs]
+    if len(dirs) < 2:
+        raise ValueError(f"an ensemble needs at least 2 run folders; got {len(dirs)}")
+    if len(set(d.resolve() for d in dirs)) < len(dirs):
+        raise ValueError(f"a run folder is listed twice: {[str(d) for d in dirs]}")
+    first_doc = read_run_config(dirs[0])
+    names = _label_names(dirs[0], first_doc)
+    reference = _member_predictions(dirs[0], names)
+    stacks: dict[str, list[np.ndarray]] = {s: [p] for s, (_, p) in reference.items()}
+    for d in dirs[1:]:
+        doc = read_run_config(d)
+        other = _label_names(d, doc)
+        if other != names:
+            raise ValueError(f"{d} predicts labels {other} but {dirs[0]} predicts {names}")
+        if doc["data"].get("root") != first_doc["data"].get("root"):
+            log.warning("%s reads data from %s, %s from %s; members are matched by id",
+                        d, doc["data"].get("root"), dirs[0], first_doc["data"].get("root"))
+        preds = _member_predictions(d, names)
+        if set(preds) != set(reference):
+            raise ValueError(f"{d} has prediction splits {sorted(preds)} but {dirs[0]} has "
+                             f"{sorted(reference)}")
+        for split, (ids, probs) in preds.items():
+            ref_ids = reference[split][0]
+            if ids != ref_ids:
+                diff = next((i for i, (a, b) in enumerate(zip(ids, ref_ids)) if a != b),
+                            min(len(ids), len(ref_ids)))
+                raise ValueError(
+                    f"{d}/predictions/{split}.csv does not list the same ids in the same order as "
+                    f"{dirs[0]} ({len(ids)} vs {len(ref_ids)} rows; first difference at row {diff})"
+                )
+            stacks[split].append(probs)
+    table = _load_table(dirs[0], first_doc["data"])
+    if table.task != "multilabel":
+        raise ValueError(f"{dirs[0]} is a {table.task} run; ensembles combine multi-label "
+                         "(per-disease probability) runs only")
+    targets = {}
+    for split, (ids, _) in reference.items():
+        if split not in table.splits:
+            raise ValueError(f"split {split!r} of {dirs[0]} is not in its dataset {table.source}")
+        rows = table.split(split)
+        rows.index = rows["id"].astype(str)
+        missing = [i for i in ids if i not in rows.index]
+        if missing:
+            raise ValueError(f"{dirs[0]}/predictions/{split}.csv has ids missing from the dataset "
+                             f"{table.source}, e.g. {missing[:5]}")
+        if bool(rows["labelled"].all()):
+            targets[split] = rows.loc[ids, names].to_numpy(dtype=np.int64)
+    return EnsembleData(
+        run_dirs=dirs,
+        label_names=names,
+        ids={s: ids for s, (ids, _) in reference.items()},
+        probs={s: np.stack(v).astype(np.float64) for s, v in stacks.items()},
+        targets=targets,
+        data=dict(first_doc["data"]),
+        submission_columns=list(table.submission_columns),
+    )
+
+
+def _load_table(run_dir: Path, data: dict[str, Any]):
+    try:
+        return load_table(data.get("adapter", "odir_course"), Path(data.get("root", "data")),
+                          **(data.get("options") or {}))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"the labels of {run_dir} come from its dataset, which could not be read: {err}"
+        ) from None

@@ -1,0 +1,162 @@
+"""Write an ensemble's run folder, the same shape as a single model's.
+
+``config.yaml`` (the first member's ``data`` section, so the folder can itself be an ensemble
+member, plus ``ensemble``: method, parameters, learned values, members), ``metrics.json`` (every
+labelled split at threshold 0.5 and at thresholds tuned on validation, plus each member's course
+average F-score for comparison), ``predictions/<split>.csv`` and ``submission.csv`` (the
+unlabelled split, in the members' — i.e. the template's — row order). Only the validation
+split's labels reach ``fit``; for stacking, validation metrics use its out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from funduslab.config import atomic_write_text
+from funduslab.ensemble.combiners import ENSEMBLES
+from funduslab.ensemble.members import EnsembleData
+from funduslab.metrics import course_average_f1, multilabel_metrics, tune_thresholds
+from funduslab.reporting.run_folder import (
+    environment_info,
+    write_json,
+    write_predictions,
+    write_submission,
+)
+
+__all__ = ["build_combiner", "combine", "write_ensemble_run"]
+
+log = logging.getLogger(__name__)
+
+
+def build_combiner(method: str, **params: Any):
+    """The registered combiner ``method`` with ``params`` (``ValueError`` names bad ones)."""
+    cls = ENSEMBLES.get(method)
+    valid = set(cls().get_params())
+    unknown = sorted(set(params) - valid)
+    if unknown:
+        raise ValueError(f"ensemble method {method!r} has no parameter(s) {unknown}; "
+                         f"valid: {sorted(valid) or 'none'}")
+    return cls(**params)
+
+
+def combine(data: EnsembleData, combiner) -> tuple[Any, dict[str, np.ndarray]]:
+    """Fit ``combiner`` on the validation split; ensemble probabilities ``(N, K)`` per split.
+
+    Raises:
+        ValueError: if the validation split is missing or unlabelled and the method needs labels.
+    """
+    val = data.val_split
+    if val not in data.probs:
+        raise ValueError(f"members have no {val!r} predictions to fit the ensemble on; "
+                         f"splits: {sorted(data.probs)}")
+    combiner.fit(data.probs[val], data.targets.get(val))
+    probs = {s: combiner.predict_proba(p) for s, p in data.probs.items()}
+    oof = getattr(combiner, "oof_proba_", None)
+    if oof is not None:
+        probs[val] = oof
+    return combiner, probs
+
+
+def _learned(combiner) -> dict[str, Any]:
+    out = {}
+    for key, value in vars(combiner).items():
+        if key.endswith("_") and not key.startswith("_") and key not in ("models_", "oof_proba_"):
+            out[key] = value.tolist() if isinstance(value, np.ndarray) else value
+    return out
+
+
+def write_ensemble_run(
+    data: EnsembleData,
+    method: str,
+    out_dir: Path,
+    params: dict[str, Any] | None = None,
+    tune: bool = False,
+    extra_config: dict[str, Any] | None = None,
+) -> Path:
+    """Fit ``method`` on the members in ``data`` and write its run folder to ``out_dir``.
+
+    Args:
+        data: Loaded members (:func:`funduslab.ensemble.members.load_members`).
+        method: Registered combiner name (``ENSEMBLES``).
+        out_dir: The ensemble's run folder (created).
+        params: Combiner parameters.
+        tune: Use thresholds tuned on validation for ``predictions``/``submission`` labels
+            (metrics always report both 0.5 and tuned thresholds).
+        extra_config: More entries for ``config.yaml``'s ``ensemble`` section (e.g. bagging's).
+
+    Returns:
+        ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    combiner, probs = combine(data, build_combiner(method, **(params or {})))
+    names, val = data.label_names, data.val_split
+    tuned = tune_thresholds(data.targets[val], probs[val]) if val in data.targets else None
+    chosen = tuned if (tune and tuned is not None) else np.full(len(names), 0.5)
+
+    metrics: dict[str, Any] = {"label_names": names, "splits": {}, "members": {}}
+    for split, p in probs.items():
+        preds = (p >= chosen).astype(int)
+        write_predictions(out_dir / "predictions" / f"{split}.csv", data.ids[split], p, preds,
+                          names)
+        if split in data.targets:
+            y = data.targets[split]
+            entry = {"threshold_0.5": multilabel_metrics(y, p, 0.5, names)}
+            if tuned is not None:
+                entry["tuned_thresholds"] = multilabel_metrics(y, p, tuned, names)
+            metrics["splits"][split] = entry
+        elif data.submission_columns:
+            write_submission(out_dir / "submission.csv", data.ids[split], preds,
+                             data.submission_columns)
+    for m, run_dir in enumerate(data.run_dirs):
+        metrics["members"][str(run_dir)] = {
+            s: {"course_average_f1": course_average_f1(y, (data.probs[s][m] >= 0.5).astype(int))}
+            for s, y in data.targets.items()
+        }
+    metrics["thresholds"] = {
+        "used": "tuned_on_val" if chosen is tuned else "0.5",
+        "tuned_on_val": None if tuned is None else [float(t) for t in tuned],
+    }
+    learned = _learned(combiner)
+    metrics["ensemble"] = {"method": method, "params": combiner.get_params(), "learned": learned}
+    write_json(out_dir / "metrics.json", metrics)
+
+    doc = {
+        "data": data.data,
+        "ensemble": {
+            "method": method,
+            "params": combiner.get_params(),
+            "learned": learned,
+            "members": [str(d) for d in data.run_dirs],
+            "fit_on": val,
+            "tune_thresholds": bool(tune),
+            **(extra_config or {}),
+        },
+        "provenance": {
+            "label_names": names,
+            "split_sizes": {s: len(i) for s, i in data.ids.items()},
+            "environment": environment_info(),
+        },
+    }
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(_plain(doc), sort_keys=False))
+    log.info("ensemble %s of %d members written to %s", method, len(data.run_dirs), out_dir)
+    return out_dir
+
+
+def _plain(value: Any) -> Any:
+    """YAML-safe copy (numpy → Python, tuples → lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
