@@ -21,7 +21,7 @@ LAYOUTS = ["odir_course", "odir5k", "deepdrid", "aptos", "rfmid", "idrid", "gene
 
 
 def test_registry_lists_every_adapter() -> None:
-    assert ADAPTERS.names() == sorted(LAYOUTS)
+    assert ADAPTERS.names() == sorted([*LAYOUTS, "patches"])  # patches: written, not a layout
     with pytest.raises(ValueError, match="valid names: aptos, deepdrid"):
         ADAPTERS.get("odir")
 

@@ -99,5 +99,6 @@ from funduslab.data.adapters import (  # noqa: E402, F401
     idrid,
     odir5k,
     odir_course,
+    patches,
     rfmid,
 )
