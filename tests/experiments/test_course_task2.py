@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,9 @@ from funduslab.models.factory import model_from_checkpoint
 
 def test_course_task2_quick_writes_table_and_task_weights(synth_course: Path, tmp_path: Path):
     out = tmp_path / "runs"
-    started = time.time()
     results = course_task2(synth_course, team="demo", out=out, quick=True, seeds=[0],
                            backbone="tiny_cnn", weights="none", sampler="patient",
                            gamma=1.5, beta=0.99)
-    assert time.time() - started < 60
     assert PRESETS.get("course-task2") is course_task2
     text = results.read_text()
     rows = ["| — | bce |", "| 2-1 | focal |", "| 2-2 | class_balanced |", "| — | asymmetric |"]
