@@ -94,11 +94,11 @@ def fit_head_on_features(
     batch = ctx.cfg.train.batch_size
     gen = torch.Generator().manual_seed(ctx.cfg.train.seed)
     train_dl = DataLoader(
-        TensorDataset(train_x, torch.as_tensor(ctx.train.targets)), batch_size=batch, shuffle=True,
+        TensorDataset(train_x, torch.tensor(ctx.train.targets)), batch_size=batch, shuffle=True,
         generator=gen,
     )
     val_dl = (
-        DataLoader(TensorDataset(val_x, torch.as_tensor(ctx.val.targets)), batch_size=256)
+        DataLoader(TensorDataset(val_x, torch.tensor(ctx.val.targets)), batch_size=256)
         if val_x is not None else None
     )
     head_net = _HeadOnly(model, feature_map)
