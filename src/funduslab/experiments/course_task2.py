@@ -30,6 +30,7 @@ from funduslab.experiments.variants import (
     base_course_config,
     render_variant_table,
     run_variants,
+    select_variants,
     source_start_weights,
 )
 from funduslab.losses import ClassCounts, build_loss
@@ -70,7 +71,7 @@ def course_task2(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
     seeds: list[int] | None = None, source: Path | None = None,
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
-    epochs: int = 12, sampler: str = "random", gamma: float = 2.0, beta: float = 0.999,
+    epochs: int = 12, sampler: str = "random", gamma: float = 2.0, beta: float = 0.999, rows: str = "",
 ) -> Path:
     """Run every Task 2 loss for every seed; write ``<out>/results.md``; return its path.
 
@@ -89,11 +90,13 @@ def course_task2(
         sampler: Training sampler of every row (``random``, ``class_aware``, ``patient`` …).
         gamma: Focal γ of rows 2-1 and 2-2.
         beta: Class-balanced β of row 2-2 (typical 0.9 … 0.9999).
+        rows: Comma-separated subset of rows to run (``bce,focal,class_balanced,asymmetric``);
+            empty runs all.
     """
     seeds = list(seeds) if seeds else [0, 1, 2]
     out = Path(out)
     size = 64 if quick else image_size
-    variants = task2_variants(gamma, beta)
+    variants = select_variants(task2_variants(gamma, beta), rows)
     SAMPLERS.get(sampler)  # an unknown sampler or a bad γ/β fails here, before any training
     for variant in variants:
         train = variant.overrides["train"]

@@ -26,6 +26,7 @@ from funduslab.experiments.variants import (
     base_course_config,
     render_variant_table,
     run_variants,
+    select_variants,
     source_start_weights,
 )
 from funduslab.models.backbones import backbone_info, create_backbone
@@ -102,7 +103,7 @@ def course_task3(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
     seeds: list[int] | None = None, source: Path | None = None,
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
-    epochs: int = 12,
+    epochs: int = 12, rows: str = "",
 ) -> Path:
     """Run every Task 3 variant for every seed; write ``<out>/results.md``; return its path.
 
@@ -118,16 +119,18 @@ def course_task3(
         weights: Starting weights of the backbone (``imagenet``, ``none`` or a path).
         image_size: Training resolution in pixels.
         epochs: Fine-tuning epochs.
+        rows: Comma-separated subset of rows to run (e.g. ``se,mha``); empty runs all.
     """
     seeds = list(seeds) if seeds else [0, 1, 2]
     out = Path(out)
     size = 64 if quick else image_size
+    num_levels = len(backbone_info(create_backbone(backbone, "none", img_size=size)).se_points)
+    variants = select_variants(task3_variants(num_levels), rows)
     weights = source_start_weights(source, backbone, weights, out, quick, image_size, seeds[0])
     base: dict[str, Any] = base_course_config(Path(data), out, quick, backbone=backbone,
                                               weights=weights, image_size=image_size,
                                               epochs=epochs)
-    num_levels = len(backbone_info(create_backbone(backbone, "none", img_size=size)).se_points)
-    results = run_variants(base, task3_variants(num_levels), seeds, team=team,
+    results = run_variants(base, variants, seeds, team=team,
                            progress=not quick)
     intro = (
         f"Backbone {backbone} ({weights} start), {size} px, full fine-tuning, the engine's "

@@ -23,7 +23,7 @@ from funduslab.reporting.tables import markdown_table, mean_std, split_scores
 from funduslab.training.runner import run
 
 __all__ = ["Variant", "base_course_config", "render_variant_table", "run_variants",
-           "source_start_weights"]
+           "select_variants", "source_start_weights"]
 
 TEST_SPLIT = "offsite_test"
 
@@ -75,6 +75,23 @@ def source_start_weights(
         Path(source), backbone=backbone, weights=weights, out=Path(out) / "pretrained_backbone",
         epochs=1 if quick else epochs, image_size=64 if quick else image_size, seed=seed,
         quick=quick))
+
+
+def select_variants(variants: list[Variant], rows: str) -> list[Variant]:
+    """The variants named in ``rows`` (comma-separated, table order kept); ``""`` keeps all.
+
+    Lets a user spend CPU on the rows that matter (e.g. one seed of every row first, then more
+    seeds of the row that was best on val). An unknown name raises ``ValueError`` listing them.
+    """
+    wanted = [r.strip() for r in rows.split(",") if r.strip()]
+    if not wanted:
+        return list(variants)
+    names = [v.name for v in variants]
+    unknown = [r for r in wanted if r not in names]
+    if unknown:
+        raise ValueError(f"unknown row(s) {', '.join(unknown)}; this preset's rows are: "
+                         f"{', '.join(names)}")
+    return [v for v in variants if v.name in wanted]
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
