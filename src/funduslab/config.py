@@ -76,6 +76,11 @@ class TrainConfig(_Strict):
     warmup_epochs: float = Field(1.0, ge=0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     partial_stages: int = Field(2, ge=1, description="trainable last stages for setup=partial")
+    layer_decay: float = Field(
+        1.0, gt=0.0, le=1.0,
+        description="layer-wise LR decay (ViT/Swin/CNN stages): the block at depth i of L trains "
+                    "at backbone_lr · layer_decay^(L − i); 1 = one backbone LR",
+    )
     task: Literal["auto", "multilabel", "grading"] = Field(
         "auto", description="auto: the adapter's task kind; grading = one ordered grade 0…K-1"
     )

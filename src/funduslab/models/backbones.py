@@ -31,6 +31,7 @@ __all__ = [
     "backbone_info",
     "create_backbone",
     "stage_parameter_groups",
+    "swin_window_size",
 ]
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,8 @@ def _tiny_swin(in_chans: int = 3, img_size: int | None = None, **kw: Any) -> nn.
 
     kw.setdefault("strict_img_size", False)
     kw.setdefault("drop_path_rate", 0.0)
-    return SwinTransformer(img_size=img_size or 64, patch_size=4, window_size=4, embed_dim=16,
+    kw.setdefault("window_size", 4)
+    return SwinTransformer(img_size=img_size or 64, patch_size=4, embed_dim=16,
                            depths=(1, 1), num_heads=(1, 2), mlp_ratio=2.0, in_chans=in_chans,
                            num_classes=0, **kw)
 
@@ -263,8 +265,10 @@ def create_backbone(
             reachable), ``"none"`` (random init) or the path of a state dict / course checkpoint /
             funduslab checkpoint.
         in_chans: input channels (ImageNet first convs are adapted when not 3).
-        img_size: training image side in pixels; passed to ViT/Swin (position embeddings are
-            resized), recorded in the info for CNNs.
+        img_size: training image side in pixels; passed to ViT/Swin, recorded in the info for
+            CNNs. ViT position embeddings of a loaded file are resampled to the new grid; Swin
+            gets the window :func:`swin_window_size` (8 at 256 px) and its relative position
+            bias tables are interpolated (timm ``checkpoint_filter_fn``).
         **kwargs: passed to the timm constructor (``drop_path_rate=0.1`` …).
 
     Returns:
@@ -287,6 +291,8 @@ def create_backbone(
             kwargs.setdefault("dynamic_img_size", True)
         else:
             kwargs.setdefault("strict_img_size", False)
+            if spec.timm_name is not None:
+                kwargs.setdefault("window_size", swin_window_size(img_size))
     state: dict[str, Any] | None = None
     if kind == "path":
         from funduslab.models.checkpoints import course_backbone, detect_checkpoint_format
@@ -371,4 +377,15 @@ def stage_parameter_groups(model: nn.Module) -> list[tuple[str, list[nn.Paramete
     groups += [(f"stage{i + 1}", params(s)) for i, s in enumerate(info.stages)]
     groups.append(("final", params(info.final)))
     return groups
+
+
+def swin_window_size(img_size: int, default: int = 7) -> int:
+    """Swin window side for ``img_size`` px with 4-px patches: ``img_size / 32`` when that is whole.
+
+    The Swin paper fine-tunes at a larger resolution by enlarging the window so that the last
+    stage is one window (224 px → 7, 384 px → 12) and interpolating the relative position bias
+    tables bicubically (Liu et al., ICCV 2021, §4.1); 256 px thus gets 8. Sizes that are not a
+    multiple of 32, or smaller than ``32 · default``, keep ``default`` (timm pads to the window).
+    """
+    return max(default, img_size // 32) if img_size % 32 == 0 else default
 

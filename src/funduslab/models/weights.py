@@ -276,6 +276,18 @@ def _best_prefix(state: Mapping[str, torch.Tensor], wanted: set[str]) -> dict[st
     return {k[len(best) :]: v for k, v in state.items() if k.startswith(best)}
 
 
+def _log_resampled(
+    before: Mapping[str, tuple[int, ...]], after: Mapping[str, torch.Tensor], arch: str, source: str
+) -> list[str]:
+    """Log (INFO) every tensor timm's filter resized — ViT position embeddings, Swin bias tables."""
+    changed = [f"{k} {before[k]}→{tuple(v.shape)}" for k, v in after.items()
+               if k in before and before[k] != tuple(v.shape)]
+    if changed:
+        logger.info("%s: resampled %d tensor(s) of %s to the model's size: %s", arch, len(changed),
+                    source, "; ".join(changed))
+    return changed
+
+
 def load_state_dict_into(
     model: nn.Module,
     state: Mapping[str, torch.Tensor],
@@ -305,7 +317,9 @@ def load_state_dict_into(
     filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
     if filter_fn is not None and type(model).__module__.startswith("timm.models"):
         if any(t in type(model).__module__ for t in ("vision_transformer", "swin")):
+            before = {k: tuple(v.shape) for k, v in tensors.items()}
             tensors = filter_fn(tensors, model)
+            _log_resampled(before, tensors, type(model).__name__, source)
     if classifier:
         has_cls = any(k.startswith(classifier + ".") for k in target)
         if not has_cls:

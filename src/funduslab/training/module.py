@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FitOptions:
-    """Optimisation settings the module needs (a subset of ``TrainConfig``)."""
+    """Optimisation settings the module needs (a subset of ``TrainConfig``).
+
+    ``layer_decay < 1`` switches the optimiser to layer-wise learning-rate decay
+    (:func:`funduslab.training.layer_decay.layer_decay_groups`).
+    """
 
     lr: float = 1e-3
     backbone_lr: float = 3e-4
@@ -35,6 +39,7 @@ class FitOptions:
     schedule: str = "cosine"
     epochs: int = 10
     channels_last: bool = False
+    layer_decay: float = 1.0
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
@@ -125,16 +130,31 @@ class FundusTask(L.LightningModule):
         auroc = scores.get("macro_auroc", float("nan"))
         self.log("val_macro_auroc", 0.0 if auroc != auroc else auroc, sync_dist=False)
 
-    def configure_optimizers(self):
+    def _parameter_groups(self) -> list[dict]:
+        """Head at ``lr``, backbone at ``backbone_lr``; per-layer groups if ``layer_decay < 1``."""
+        o = self.options
+        if o.layer_decay < 1.0:
+            from funduslab.training.layer_decay import layer_decay_groups
+
+            head = None
+            if self._head_ids is not None:
+                head = [p for p in self.net.parameters() if id(p) in self._head_ids]
+            return layer_decay_groups(self.net, head, o.lr, o.backbone_lr, o.weight_decay,
+                                      o.layer_decay)
         head, backbone = [], []
         for p in self.net.parameters():
             if not p.requires_grad:
                 continue
             is_head = self._head_ids is None or id(p) in self._head_ids
             (head if is_head else backbone).append(p)
-        groups = [{"params": head, "lr": self.options.lr}]
+        groups = [{"params": head, "lr": o.lr}]
         if backbone:
-            groups.append({"params": backbone, "lr": self.options.backbone_lr})
+            groups.append({"params": backbone, "lr": o.backbone_lr})
+        return groups
+
+    def configure_optimizers(self):
+        """AdamW over :meth:`_parameter_groups`; LambdaLR scales every group's own initial lr."""
+        groups = self._parameter_groups()
         optimizer = torch.optim.AdamW(groups, weight_decay=self.options.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         per_epoch = total / max(1, self.options.epochs)
