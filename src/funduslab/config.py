@@ -62,6 +62,12 @@ class ModelConfig(_Strict):
                     "identity-initialised SE block (funduslab.models.attention.insert_se)",
     )
     attention_rd_ratio: float = Field(1 / 16, gt=0.0, le=1.0, description="SE reduction ratio")
+    dual: Literal["none", "concat", "mean", "attention"] = Field(
+        "none",
+        description="dual-image mode: the two images of one pair (the adapter's `pair` column, "
+                    "e.g. DeepDRiD's two shots of an eye) pass one shared backbone and their "
+                    "features are fused this way before the head; none = one image per sample",
+    )
 
 
 class TrainConfig(_Strict):

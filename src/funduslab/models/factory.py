@@ -1,4 +1,8 @@
-"""Build the :class:`FundusModel` a config describes (backbone + weights + head)."""
+"""Build the :class:`FundusModel` a config describes (backbone + weights + head).
+
+With ``model.dual`` other than ``none`` the model is a
+:class:`~funduslab.models.dual.DualFundusModel` (shared backbone, fused pair of views).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from funduslab.models.backbones import (
     stage_parameter_groups,
 )
 from funduslab.models.classifier import FundusModel, build_head
+from funduslab.models.dual import DualFundusModel, build_fusion, dual_mode
 from funduslab.models.heads import HEADS
 from funduslab.models.heads.feature_map import feature_map_options
 
@@ -51,19 +56,21 @@ def build_model(
         raw = read_state_dict(path)
         fmt = detect_checkpoint_format(raw)
         if fmt == "funduslab":
-            return model_from_checkpoint(path, num_outputs)
+            model = model_from_checkpoint(path, num_outputs)
+            if dual_mode(model) != cfg.dual:
+                raise ValueError(f"{path} was trained with model.dual={dual_mode(model)!r} but the "
+                                 f"config says model.dual={cfg.dual!r}; make them agree")
+            return model
     backbone = create_backbone(cfg.backbone, cfg.weights, img_size=image_size)
     if cfg.attention_stages:  # identity-initialised SE blocks (models/attention.py)
         insert_se(backbone, cfg.attention_stages, cfg.attention_rd_ratio)
-    info = backbone_info(backbone)
-    head = build_head(cfg.head, info.num_features, num_outputs, cfg.dropout,
-                      **_head_options(cfg.head, info, cfg.head_options))
-    model = FundusModel(backbone, head, info.mean, info.std)
+    model = _assemble(backbone, cfg.head, num_outputs, cfg.dropout, cfg.head_options, cfg.dual)
     if require_head:
-        if fmt not in _COURSE_HEADS or cfg.head != "linear":
+        if fmt not in _COURSE_HEADS or cfg.head != "linear" or cfg.dual == "concat":
             raise ValueError(
                 f"{path} ({fmt}) has no classifier funduslab can reuse with head {cfg.head!r}; "
-                "setup 'none' needs a course checkpoint (linear head) or a funduslab checkpoint"
+                "setup 'none' needs a course checkpoint (linear head; model.dual none, mean or "
+                "attention) or a funduslab checkpoint"
             )
         prefix = _COURSE_HEADS[fmt]
         state = unwrap_state_dict(raw)
@@ -94,11 +101,8 @@ def model_from_checkpoint(path: Path, num_outputs: int | None = None) -> FundusM
         backbone = create_backbone(meta["backbone"], "none", img_size=meta.get("image_size"))
     if meta.get("se_stages"):
         insert_se(backbone, list(meta["se_stages"]), float(meta.get("se_rd_ratio", 1 / 16)))
-    info = backbone_info(backbone)
-    head_name = meta.get("head", "linear")
-    head = build_head(head_name, info.num_features, saved_outputs or num_outputs, 0.0,
-                      **_head_options(head_name, info, meta.get("head_options") or {}))
-    model = FundusModel(backbone, head, info.mean, info.std)
+    model = _assemble(backbone, meta.get("head", "linear"), saved_outputs or num_outputs, 0.0,
+                      meta.get("head_options") or {}, str(meta.get("dual") or "none"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"{path} does not fit backbone {meta['backbone']!r}: missing "
@@ -111,7 +115,20 @@ def checkpoint_metadata(model: FundusModel) -> dict[str, object]:
     info = backbone_info(model.backbone)
     course = info.weights.startswith("course")
     return {"backbone": info.name, "course_architecture": info.name if course else None,
-            **inserted_se(model.backbone)}
+            "dual": dual_mode(model), **inserted_se(model.backbone)}
+
+
+def _assemble(backbone: nn.Module, head_name: str, num_outputs: int, dropout: float,
+              head_options: dict, dual: str) -> FundusModel:
+    """Backbone + a fresh head (after a fusion of two views when ``dual`` is not ``none``)."""
+    info = backbone_info(backbone)
+    fusion = None if dual == "none" else build_fusion(dual, info.num_features)
+    width = info.num_features if fusion is None else fusion.out_features
+    head = build_head(head_name, width, num_outputs, dropout,
+                      **_head_options(head_name, info, head_options))
+    if fusion is None:
+        return FundusModel(backbone, head, info.mean, info.std)
+    return DualFundusModel(backbone, head, fusion, info.mean, info.std, head_name=head_name)
 
 
 def _head_options(name: str, info: BackboneInfo, options: dict) -> dict:

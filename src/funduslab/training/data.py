@@ -57,8 +57,11 @@ class ArrayDataset(Dataset):
         images: ``(N, H, W, 3)`` uint8 RGB.
         targets: ``(N, K)`` float multi-label targets, or ``(N,)`` int grades.
         transform: Augmentation applied to the uint8 ``(3, H, W)`` tensor, or ``None``.
+        partners: ``(N,)`` index of each image's partner (dual-image models), or ``None``.
 
-    Returns ``(image float (3, H, W) in [0, 1], target)`` per item.
+    Returns ``(image float (3, H, W) in [0, 1], target)`` per item; with ``partners``,
+    ``(images float (2, 3, H, W), target)`` — anchor then partner, each augmented independently —
+    with the anchor's target.
     """
 
     def __init__(
@@ -66,18 +69,33 @@ class ArrayDataset(Dataset):
         images: np.ndarray,
         targets: np.ndarray,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        partners: np.ndarray | None = None,
     ) -> None:
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        if partners is not None:
+            partners = np.asarray(partners, dtype=np.int64)
+            if partners.shape != (len(images),) or (
+                len(partners) and (partners.min() < 0 or partners.max() >= len(images))
+            ):
+                raise ValueError(f"partners must be {len(images)} indices in 0..{len(images) - 1}, "
+                                 f"got shape {partners.shape}")
         self.images = images
         self.targets = torch.tensor(np.asarray(targets))
         self.transform = transform
+        self.partners = partners
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _image(self, index: int) -> torch.Tensor:
         image = torch.from_numpy(np.array(self.images[index])).permute(2, 0, 1)  # copy: cache is read-only
         if self.transform is not None:
             image = self.transform(image)
-        return image.float().div_(255.0), self.targets[index]
+        return image.float().div_(255.0)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.partners is None:
+            return self._image(index), self.targets[index]
+        pair = torch.stack([self._image(index), self._image(int(self.partners[index]))])
+        return pair, self.targets[index]

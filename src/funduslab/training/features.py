@@ -2,6 +2,10 @@
 
 Features are stored under the run's cache folder keyed by the image fingerprint, backbone and
 weights, so repeated runs (other seeds, other heads) skip extraction entirely.
+
+Dual-image models (:class:`~funduslab.models.dual.DualFundusModel`) use the same per-image pooled
+features: each sample is ``(features[i], features[partner[i]])`` ``(2, C)`` and the fusion and
+head train on it (the fusion's parameters, e.g. attention scores, train with the head).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from funduslab.models.classifier import FundusModel
+from funduslab.models.dual import DualFundusModel
 from funduslab.training.context import RunContext, SplitData
 from funduslab.training.fit import fit_task
 from funduslab.training.module import FitOptions, task_class
@@ -69,7 +74,8 @@ def _weights_stamp(weights: str) -> str:
 
 
 class _HeadOnly(nn.Module):
-    """Cached features → logits through the model's head (pooled or map input)."""
+    """Cached features → logits through the model's head (pooled or map input; pooled pairs
+    ``(B, 2, C)`` through fusion and head for a dual model)."""
 
     def __init__(self, model: FundusModel, feature_map: bool) -> None:
         super().__init__()
@@ -77,7 +83,17 @@ class _HeadOnly(nn.Module):
         self.feature_map = feature_map
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.model, DualFundusModel):
+            return self.model.fuse_head(feats)
         return self.model.forward_head(feats) if self.feature_map else self.model.head(feats)
+
+
+def _paired(feats: torch.Tensor, split: SplitData) -> torch.Tensor:
+    """Per-image pooled ``(N, C)`` → anchor/partner ``(N, 2, C)`` from ``split.partners``."""
+    if split.partners is None:
+        raise ValueError(f"split {split.name!r} has no partners for the dual-image model; "
+                         "decode it with model.dual set (training.runner.decode_splits)")
+    return torch.stack([feats, feats[torch.as_tensor(split.partners, dtype=torch.long)]], dim=1)
 
 
 def fit_head_on_features(
@@ -90,6 +106,9 @@ def fit_head_on_features(
     t0 = time.perf_counter()
     train_x = _cached(ctx, model, ctx.train, feature_map)
     val_x = _cached(ctx, model, ctx.val, feature_map) if ctx.val is not None else None
+    if isinstance(model, DualFundusModel):
+        train_x = _paired(train_x, ctx.train)
+        val_x = _paired(val_x, ctx.val) if val_x is not None else None
     extract_s = time.perf_counter() - t0
     batch = ctx.cfg.train.batch_size
     gen = torch.Generator().manual_seed(ctx.cfg.train.seed)

@@ -262,7 +262,7 @@ def evaluate_grading(
     cfg, table, run_dir = ctx.cfg, ctx.table, ctx.run_dir
     form, k = formulation_of(cfg), table.num_grades
     outputs = {name: predict_logits(model, s.images, batch_size=cfg.train.batch_size,
-                                    tta=cfg.train.tta, bf16=bf16)
+                                    tta=cfg.train.tta, bf16=bf16, partners=s.partners)
                for name, s in ctx.splits.items()}
     tuned = None
     val = ctx.val

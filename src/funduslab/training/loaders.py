@@ -1,4 +1,7 @@
-"""DataLoaders over decoded splits (training order, augmentation and batch size in one place)."""
+"""DataLoaders over decoded splits (training order, augmentation and batch size in one place).
+
+A split with ``partners`` (dual-image models) yields ``(B, 2, 3, H, W)`` anchor/partner batches.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ def train_loader(ctx: RunContext, split: SplitData | None = None) -> DataLoader:
     split = split or ctx.train
     data = ctx.cfg.data
     dataset = ArrayDataset(
-        split.images, split.targets, build_augmentation(data.augment, data.image_size)
+        split.images, split.targets, build_augmentation(data.augment, data.image_size),
+        partners=split.partners,
     )
     sampler = build_train_sampler(ctx.cfg.train, split)
     return _loader(dataset, ctx, shuffle=sampler is None, sampler=sampler, drop_last=True)
@@ -25,7 +29,8 @@ def train_loader(ctx: RunContext, split: SplitData | None = None) -> DataLoader:
 
 def eval_loader(ctx: RunContext, split: SplitData) -> DataLoader:
     """Unaugmented loader in table order."""
-    return _loader(ArrayDataset(split.images, split.targets), ctx, shuffle=False)
+    dataset = ArrayDataset(split.images, split.targets, partners=split.partners)
+    return _loader(dataset, ctx, shuffle=False)
 
 
 def _loader(dataset: Dataset, ctx: RunContext, shuffle: bool, sampler=None,

@@ -48,13 +48,24 @@ def decode_splits(
 
     With ``data.extra_train`` set, ``round(data.extra_train_ratio × n_real)`` generated images
     are appended to the train split only (never val/test); see :mod:`funduslab.generate.mixing`.
+    With ``model.dual`` other than ``none`` every split gets ``partners`` from the table's
+    ``pair`` column (:func:`funduslab.training.pairs.split_partners`; generated images are their
+    own partners).
+
+    Raises:
+        ValueError: ``model.dual`` is set but the adapter's table has no ``pair`` column.
     """
+    dual = cfg.model.dual != "none"
+    if dual:
+        from funduslab.training.pairs import split_partners
     pipeline = build_pipeline(cfg.data.preprocess, cfg.data.image_size)
     cache = ImageCache(cache_dir)
     splits: dict[str, SplitData] = {}
     digest = hashlib.sha256()
     for name in table.splits:
         rows = table.split(name)
+        partners = (split_partners(table, rows, cfg.data.adapter, cfg.model.dual) if dual
+                    else None)  # before decoding: a table without pairs fails fast
         paths = [Path(p) for p in rows["path"]]
         images = cache.get(paths, pipeline, cfg.data.image_size, workers=cfg.data.num_workers)
         key = cache.fingerprint(paths, pipeline, cfg.data.image_size)
@@ -64,12 +75,17 @@ def decode_splits(
             targets = targets[:, 0].astype(np.int64)
         labelled = bool(rows["labelled"].all())
         splits[name] = SplitData(name, rows["id"].astype(str).tolist(), images, targets, labelled,
-                                 patients=rows["patient"].astype(str).tolist())
+                                 patients=rows["patient"].astype(str).tolist(),
+                                 partners=partners)
     if cfg.data.extra_train is not None:  # generated images join the train split only
         from funduslab.generate.mixing import mix_generated
 
         train = cfg.data.train_split
-        splits[train], key = mix_generated(splits[train], cfg, table, cache)
+        real = splits[train]
+        splits[train], key = mix_generated(real, cfg, table, cache)
+        if real.partners is not None and splits[train].partners is None:
+            n_real, n_all = len(real.ids), len(splits[train].ids)  # generated: own partners
+            splits[train].partners = np.concatenate([real.partners, np.arange(n_real, n_all)])
         digest.update(f"extra_train:{key};".encode())
     return splits, digest.hexdigest()[:16]
 
@@ -136,7 +152,7 @@ def _evaluate_multilabel(ctx: RunContext, model, bf16: bool) -> tuple[dict, np.n
     cfg, table, splits, run_dir = ctx.cfg, ctx.table, ctx.splits, ctx.run_dir
     probs = {
         name: predict_probabilities(model, s.images, batch_size=cfg.train.batch_size,
-                                    tta=cfg.train.tta, bf16=bf16)
+                                    tta=cfg.train.tta, bf16=bf16, partners=s.partners)
         for name, s in splits.items()
     }
     thresholds = np.full(len(table.label_names), 0.5)

@@ -1,7 +1,8 @@
 """Transfer-learning setups, registered by name: how much of a pretrained model is trained.
 
 * ``none``      — evaluate the starting model as it is (its head must already fit the labels).
-* ``frozen``    — backbone fixed (BatchNorm in eval mode); the head trains on cached features.
+* ``frozen``    — backbone fixed (BatchNorm in eval mode); the head trains on cached features
+  (dual-image models: per-image features, paired, so fusion and head train on them).
 * ``full``      — every weight trains; backbone and head have separate learning rates.
 * ``partial``   — only the last ``train.partial_stages`` stages and the head train.
 * ``two-stage`` — full fine-tuning on ``train.source`` first, then on the target data.
@@ -40,7 +41,7 @@ def fit_options(ctx: RunContext, epochs: int | None = None, channels_last: bool 
         lr=t.lr, backbone_lr=t.backbone_lr, weight_decay=t.weight_decay,
         warmup_epochs=t.warmup_epochs, schedule=t.schedule,
         epochs=t.epochs if epochs is None else epochs,
-        channels_last=channels_last and t.channels_last,
+        channels_last=channels_last and t.channels_last, layer_decay=t.layer_decay,
     )
 
 
@@ -63,6 +64,9 @@ def _loss(ctx: RunContext, targets: np.ndarray) -> nn.Module:
 
 def _finetune(ctx: RunContext, model: FundusModel, stage_dir: str = "") -> dict:
     task_cls = task_class(ctx)
+    if ctx.cfg.train.attention_consistency > 0 and ctx.cfg.model.dual != "none":
+        raise ValueError(f"train.attention_consistency works on single images; set it to 0 for "
+                         f"model.dual={ctx.cfg.model.dual!r} (or use model.dual: none)")
     if ctx.cfg.train.attention_consistency > 0:  # flip-consistent CAMs (explain/guided.py)
         from funduslab.explain.guided import consistency_task
 
