@@ -34,6 +34,7 @@ from funduslab.training.context import RunContext, SplitData
 from funduslab.training.fit import resolve_accelerator, resolve_precision
 from funduslab.training.predict import predict_probabilities
 from funduslab.training.grading import evaluate_grading, resolve_task
+from funduslab.training.resume import check_resumable
 from funduslab.training.setups import fit_model, num_outputs
 
 __all__ = ["decode_splits", "run"]
@@ -99,6 +100,7 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
     cache_dir = Path(cfg.data.cache_dir or cfg.output.out / ".cache")
     table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
     cfg = resolve_task(cfg, table)  # task kind, grading loss/monitor/head → config.yaml
+    check_resumable(run_dir, cfg)  # never resume checkpoints written under another config
     for needed in (cfg.data.train_split,):
         table.split(needed)  # clear error when a split is missing or empty
     splits, fingerprint = decode_splits(table, cfg, cache_dir)

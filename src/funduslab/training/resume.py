@@ -1,0 +1,75 @@
+"""Refuse to resume a run folder whose checkpoints were written under another config.
+
+``output.resume`` restarts an interrupted run from ``checkpoints/last.ckpt``. That is only
+sound when the folder's saved ``config.yaml`` describes the same training: resuming a focal-loss
+run with BCE, or a 256-px run at 128 px, would silently mix two experiments in one folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from funduslab.config import RunConfig, config_from_dict
+
+__all__ = ["EVALUATION_ONLY", "check_resumable", "config_differences"]
+
+#: Fields that change what happens after fitting (or where files go), not the weights.
+EVALUATION_ONLY = frozenset({
+    "data.num_workers", "data.cache_dir", "train.tune_thresholds", "train.tta",
+    "train.devices", "train.strategy", "train.accelerator",
+})
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def _training_fields(cfg: RunConfig) -> dict[str, Any]:
+    doc = cfg.model_dump(mode="json")
+    flat = {k: v for section in ("data", "model", "train")
+            for k, v in _flatten(doc[section], f"{section}.").items()}
+    if flat.get("data.root"):
+        flat["data.root"] = str(Path(flat["data.root"]).resolve())
+    return {k: v for k, v in flat.items() if k not in EVALUATION_ONLY}
+
+
+def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """``["train.loss: 'bce' → 'focal'", …]`` for fields that change the fitted weights."""
+    a, b = _training_fields(old), _training_fields(new)
+    return [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+
+
+def check_resumable(run_dir: Path, cfg: RunConfig) -> None:
+    """Raise ``ValueError`` when ``run_dir`` would resume checkpoints of a different config.
+
+    Nothing to check when resuming is off, or the folder has no ``last.ckpt`` or no
+    ``config.yaml`` yet (a fresh run).
+    """
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.yaml"
+    if not cfg.output.resume or not (run_dir / "checkpoints" / "last.ckpt").is_file() \
+            or not saved_path.is_file():
+        return
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        saved.pop("provenance", None)
+        old = config_from_dict(saved, origin=str(saved_path))
+    except (yaml.YAMLError, ValueError) as err:
+        raise ValueError(f"{saved_path} cannot be read as a funduslab config ({err}); delete "
+                         f"{run_dir} or set output.resume: false to start over") from None
+    diffs = config_differences(old, cfg)
+    if diffs:
+        shown = "; ".join(diffs[:6]) + (f"; … {len(diffs) - 6} more" if len(diffs) > 6 else "")
+        raise ValueError(
+            f"{run_dir} holds checkpoints of a different config ({shown}); resuming would mix "
+            "two experiments. Give the run another output.name, delete the folder, or set "
+            "output.resume: false to start it over.")
