@@ -53,6 +53,7 @@ def parse_preset_options(name: str, pairs: list[str]) -> dict[str, Any]:
 from funduslab.experiments import course_task1  # noqa: E402,F401  (registers "course-task1")
 from funduslab.experiments import course_task2  # noqa: E402,F401  (registers "course-task2")
 from funduslab.experiments import course_task3  # noqa: E402,F401  (registers "course-task3")
+from funduslab.experiments import course_task4  # noqa: E402,F401  (registers "course-task4")
 from funduslab.experiments import screening  # noqa: E402,F401  (registers "screening")
 from funduslab.experiments import dr_grading  # noqa: E402,F401  (registers "dr-grading")
 from funduslab.experiments import lesion_patches  # noqa: E402,F401  (registers "lesion-patches")

@@ -1,0 +1,105 @@
+"""The course-task4 preset runs end to end on the synthetic course split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from funduslab.experiments import PRESETS, parse_preset_options
+from funduslab.experiments.course_task4 import TASK4_ROWS, course_task4
+from funduslab.models.factory import model_from_checkpoint
+
+
+def _row(text: str, name: str) -> list[str]:
+    line = next(l for l in text.splitlines() if l.startswith(f"| {name} |")
+                or l.startswith(f"| **{name}** |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def _test_f1(run_dir: Path) -> float:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return metrics["splits"]["offsite_test"]["threshold_0.5"]["course_average_f1"]
+
+
+def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_path: Path):
+    out = tmp_path / "runs"
+    results = course_task4(synth_course, team="demo", out=out, quick=True, seeds=[0, 1],
+                           backbone="tiny_cnn", weights="none",
+                           rows="soft_voting,weighted,stacking,max_voting,attention_guided,vae",
+                           consistency=0.3, vae_ratio=0.25)
+    assert PRESETS.get("course-task4") is course_task4
+    text = results.read_text()
+    for name in ("single", "soft_voting", "weighted", "stacking", "max_voting",
+                 "attention_guided", "vae"):
+        assert _row(text, name)
+    # the ensembles combine exactly the two single runs
+    ens = yaml.safe_load((out / "ensembles" / "soft_voting" / "config.yaml").read_text())
+    assert sorted(Path(m).name for m in ens["ensemble"]["members"]) == ["single_s0", "single_s1"]
+    # soft voting's test probabilities are the mean of the members' (independent recomputation)
+    members = [pd.read_csv(out / f"single_s{s}" / "predictions" / "offsite_test.csv")
+               for s in (0, 1)]
+    soft = pd.read_csv(out / "ensembles" / "soft_voting" / "predictions" / "offsite_test.csv")
+    prob_cols = ["p_D", "p_G", "p_A"]
+    np.testing.assert_allclose(soft[prob_cols].to_numpy(),
+                               (members[0][prob_cols].to_numpy() + members[1][prob_cols].to_numpy())
+                               / 2, atol=1e-5)
+    # the Δ column is relative to the single rows' mean test F1
+    reference = np.mean([_test_f1(out / f"single_s{s}") for s in (0, 1)])
+    cells = _row(text, "soft_voting")
+    delta = float(cells[6].split()[0])
+    assert delta == pytest.approx(100 * (_test_f1(out / "ensembles" / "soft_voting")
+                                         - reference), abs=0.01)
+    # the trained rows carry their option into config.yaml
+    guided = yaml.safe_load((out / "attention_guided_s0" / "config.yaml").read_text())
+    assert guided["train"]["attention_consistency"] == 0.3
+    vae = yaml.safe_load((out / "vae_s1" / "config.yaml").read_text())
+    assert vae["data"]["extra_train"] and vae["data"]["extra_train_ratio"] == 0.25
+    assert (out / "vae" / "contact_sheet.png").is_file()
+    # the best row by val is bold; a single-model winner's weights are saved and reload
+    best = next(l for l in text.splitlines() if l.startswith("| **"))
+    winner = best.split("**")[1]
+    if (out / "demo_task4.pt").is_file():
+        assert winner in ("single", "attention_guided", "vae")
+        model = model_from_checkpoint(out / "demo_task4.pt")
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+    else:
+        assert winner in ("soft_voting", "weighted", "stacking", "max_voting")
+
+
+def test_course_task4_members_resampled_and_transformers(synth_course: Path, tmp_path: Path):
+    first = tmp_path / "first"
+    course_task4(synth_course, out=first, quick=True, seeds=[0, 1], backbone="tiny_cnn",
+                 weights="none", rows="single")
+    out = tmp_path / "second"
+    results = course_task4(synth_course, out=out, quick=True, seeds=[0], backbone="tiny_cnn",
+                           weights="none", rows="weighted,bagging,boosting,vit,swin",
+                           members=str(first / "single_s*"), resampled_members=2)
+    text = results.read_text()
+    assert not (out / "single_s0").exists()  # existing member runs were used, not retrained
+    assert _row(text, "single")[2] == "2"
+    assert len(list((out / "ensembles" / "bagging" / "members").glob("*/metrics.json"))) == 2
+    # boosting either kept ≥ 2 members or says why it stopped (a weak 2-epoch member may be
+    # no better than chance on the reweighted set)
+    assert (out / "ensembles" / "boosting" / "metrics.json").is_file() or \
+        "skipped: stopped: boosting kept" in text
+    for row, backbone in (("vit", "tiny_vit"), ("swin", "tiny_swin")):
+        cfg = yaml.safe_load((out / f"{row}_s0" / "config.yaml").read_text())
+        assert cfg["model"]["backbone"] == backbone and cfg["train"]["layer_decay"] == 0.75
+        assert _row(text, row)[4] != "—"
+
+
+def test_course_task4_rejects_bad_options(synth_course: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="unknown row"):
+        course_task4(synth_course, out=tmp_path, quick=True, rows="single,bagginng")
+    with pytest.raises(ValueError, match="matches no finished run"):
+        course_task4(synth_course, out=tmp_path, quick=True, rows="single",
+                     members=str(tmp_path / "nothing_*"))
+    assert parse_preset_options("course-task4", ["resampled_members=4"]) == {
+        "resampled_members": 4}
+    assert TASK4_ROWS[0] == "single"
