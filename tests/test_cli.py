@@ -23,8 +23,8 @@ def test_help_lists_the_verbs():
 def test_every_preset_is_registered_and_options_are_checked():
     from funduslab.experiments import PRESETS, parse_preset_options
 
-    assert {"course-task1", "course-task2", "course-task3", "dr-grading", "screening",
-            "lesion-patches"} <= set(PRESETS.names())
+    assert {"course-task1", "course-task2", "course-task3", "course-task4", "dr-grading",
+            "screening", "lesion-patches"} <= set(PRESETS.names())
     result = runner.invoke(app, ["suite", "course-task1", "--data", ".", "--opt", "nope=1"])
     assert result.exit_code == 2
     assert "resnet_image_size" in result.output  # the error lists the valid options
@@ -56,6 +56,18 @@ def test_unknown_backbone_lists_valid_names(tmp_path: Path, synth_course: Path):
                                  "--out", str(tmp_path), "--epochs", "1"])
     assert result.exit_code == 2
     assert "resnet18" in result.output
+
+
+def test_train_flags_reach_the_config_and_bad_values_are_one_line(tmp_path: Path,
+                                                                    synth_course: Path):
+    base = ["train", "--data", str(synth_course), "--backbone", "tiny_cnn", "--weights", "none",
+            "--out", str(tmp_path), "--epochs", "1"]
+    result = runner.invoke(app, base + ["--dual", "attention"])
+    assert result.exit_code == 2  # the course layout has no image pairs
+    assert "pair" in result.output and "deepdrid" in result.output
+    result = runner.invoke(app, base + ["--layer-decay", "1.5"])
+    assert result.exit_code == 2 and "layer_decay" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.skipif(not Path(__file__).parents[2].joinpath("shared/data/odir-course").is_dir()

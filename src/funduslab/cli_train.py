@@ -21,7 +21,8 @@ _FLAG_FIELDS = {
     "devices": "train.devices", "strategy": "train.strategy",
     "accelerator": "train.accelerator", "tune_thresholds": "train.tune_thresholds",
     "tta": "train.tta", "monitor": "train.monitor", "formulation": "train.formulation",
-    "sample_weights": "train.sample_weights",
+    "sample_weights": "train.sample_weights", "layer_decay": "train.layer_decay",
+    "dual": "model.dual", "resume": "output.resume",
     "out": "output.out", "name": "output.name", "team": "output.team", "task": "output.task",
 }
 
@@ -66,6 +67,13 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
             None, help="DR grading: ce | regression | ordinal (grade labels only)."),
         sample_weights: Optional[Path] = typer.Option(
             None, help="id,weight CSV for the weighted_file sampler (bagging/boosting)."),
+        layer_decay: Optional[float] = typer.Option(
+            None, help="Layer-wise LR decay in (0, 1] (ViT/Swin; 1 = off)."),
+        dual: Optional[str] = typer.Option(
+            None, help="Dual-image fusion: none | concat | mean | attention (paired layouts)."),
+        resume: Optional[bool] = typer.Option(
+            None, "--resume/--restart", help="Resume the run folder's last checkpoint (default) "
+                                             "or start it over."),
         out: Optional[Path] = typer.Option(None, help="Folder that holds run folders."),
         name: Optional[str] = typer.Option(None, help="Run folder name."),
         team: Optional[str] = typer.Option(None, help="Team name for <team>_task<k>-<j>.pt."),
