@@ -192,6 +192,12 @@ def save_config(cfg: RunConfig, path: Path, extra: dict[str, Any] | None = None)
     atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
 
 
+_UMASK = os.umask(0o022)  # read the process umask once, at import
+os.umask(_UMASK)
+#: mkstemp creates 0600 files; finished files get the mode a plain ``open`` would give them.
+FILE_MODE = 0o666 & ~_UMASK
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
     path = Path(path)
@@ -200,6 +206,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

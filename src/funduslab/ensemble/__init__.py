@@ -5,6 +5,11 @@ holds methods that train their own members with :func:`funduslab.training.runner
 ensemble writes a run folder shaped like a single model's.
 """
 
+from funduslab.ensemble.bundle import (
+    EnsembleModel,
+    load_ensemble_bundle,
+    save_ensemble_bundle,
+)
 from funduslab.ensemble.combiners import (
     ENSEMBLES,
     MaxVoting,
@@ -20,6 +25,7 @@ __all__ = [
     "ENSEMBLES",
     "TRAINED_ENSEMBLES",
     "EnsembleData",
+    "EnsembleModel",
     "MaxVoting",
     "SoftVoting",
     "Stacking",
@@ -28,6 +34,8 @@ __all__ = [
     "boosting",
     "build_combiner",
     "combine",
+    "save_ensemble_bundle",
+    "load_ensemble_bundle",
     "load_members",
     "write_ensemble_run",
 ]

@@ -18,8 +18,9 @@ Every method is measured against the same reference — the engine's full fine-t
   reason in ``results.md``; pass a weights file, or ``none`` to train from scratch (weak on 800
   images — say so when reporting it).
 
-The method with the best val course average F1 (threshold 0.5) is saved as ``<team>_task4.pt``
-when it is a single model; an ensemble's weights are its members' files, listed in the table.
+The method with the best val course average F1 (threshold 0.5) is saved as ``<team>_task4.pt``:
+a single model's weights, or an ensemble bundle (every member's weights plus the fitted
+combiner; :func:`funduslab.ensemble.bundle.load_ensemble_bundle` reads it).
 """
 
 from __future__ import annotations
@@ -304,20 +305,25 @@ def _best_by_val(results: dict[str, MethodResult]) -> str:
     return max(scored, key=scored.get)
 
 
-def _save_best_weights(result: MethodResult, out: Path, team: str) -> None:
-    """Copy the chosen single model's weights (its best-val seed) to ``<out>/<team>_task4.pt``."""
+def _save_best_weights(result: MethodResult, out: Path, team: str) -> Path:
+    """Save the val-best method as ``<out>/<team>_task4.pt``: a single model's weights (its
+    best-val seed), or an ensemble bundle (members + combiner, :mod:`funduslab.ensemble.bundle`).
+    """
+    target = out / f"{team}_task4.pt"
     weights = [d / "model.pt" for d in result.run_dirs if (d / "model.pt").is_file()]
-    if not weights:
-        log.info("best method %s is an ensemble; its members' weights are listed in results.md",
-                 result.name)
-        return
+    if not weights:  # an ensemble run folder
+        from funduslab.ensemble.bundle import save_ensemble_bundle
+
+        save_ensemble_bundle(result.run_dirs[0], target)
+        log.info("saved %s (ensemble bundle of %s)", target, result.run_dirs[0])
+        return target
     scores = _scores(result.run_dirs, "val")
     chosen = weights[int(np.argmax(scores))] if len(scores) == len(weights) else weights[0]
-    target = out / f"{team}_task4.pt"
     tmp = target.with_suffix(".pt.tmp")
     shutil.copyfile(chosen, tmp)
     tmp.replace(target)
     log.info("saved %s (from %s)", target, chosen)
+    return target
 
 
 def _render(results: dict[str, MethodResult], order: list[str], best: str,

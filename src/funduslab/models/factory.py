@@ -24,7 +24,8 @@ from funduslab.models.dual import DualFundusModel, build_fusion, dual_mode
 from funduslab.models.heads import HEADS
 from funduslab.models.heads.feature_map import feature_map_options
 
-__all__ = ["build_model", "checkpoint_metadata", "last_stage_parameters", "model_from_checkpoint"]
+__all__ = ["build_model", "checkpoint_metadata", "last_stage_parameters", "model_from_checkpoint",
+           "model_from_state"]
 
 log = logging.getLogger(__name__)
 
@@ -88,24 +89,41 @@ def model_from_checkpoint(path: Path, num_outputs: int | None = None) -> FundusM
     from funduslab.models.checkpoints import load_funduslab_checkpoint
 
     state, meta = load_funduslab_checkpoint(path)
+    return model_from_state(state, meta, num_outputs, where=str(path))
+
+
+def model_from_state(state: dict, meta: dict, num_outputs: int | None = None,
+                     where: str = "checkpoint") -> FundusModel:
+    """Rebuild a :class:`FundusModel` from a state dict and the metadata
+    :func:`checkpoint_metadata` wrote (the one place that knows how; ensembles bundle members
+    the same way).
+
+    Raises:
+        ValueError: the outputs differ from ``num_outputs`` or the state does not fit the
+            architecture the metadata names (``where`` names the source in the message).
+    """
     labels = meta.get("label_names") or []
     saved_outputs = int(meta.get("num_outputs") or len(labels))  # grading: K, 1 or K-1 per label
     if num_outputs is not None and saved_outputs and saved_outputs != num_outputs:
-        raise ValueError(f"{path} predicts {saved_outputs} outputs for labels {labels}, "
+        raise ValueError(f"{where} predicts {saved_outputs} outputs for labels {labels}, "
                          f"the data needs {num_outputs}")
-    if meta.get("course_architecture"):  # trained on top of a course (torchvision) checkpoint
-        from funduslab.models.checkpoints import build_course_backbone
+    try:
+        if meta.get("course_architecture"):  # trained on top of a course (torchvision) checkpoint
+            from funduslab.models.checkpoints import build_course_backbone
 
-        backbone = build_course_backbone(meta["course_architecture"], img_size=meta.get("image_size"))
-    else:
-        backbone = create_backbone(meta["backbone"], "none", img_size=meta.get("image_size"))
-    if meta.get("se_stages"):
-        insert_se(backbone, list(meta["se_stages"]), float(meta.get("se_rd_ratio", 1 / 16)))
-    model = _assemble(backbone, meta.get("head", "linear"), saved_outputs or num_outputs, 0.0,
-                      meta.get("head_options") or {}, str(meta.get("dual") or "none"))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+            backbone = build_course_backbone(meta["course_architecture"],
+                                             img_size=meta.get("image_size"))
+        else:
+            backbone = create_backbone(meta["backbone"], "none", img_size=meta.get("image_size"))
+        if meta.get("se_stages"):
+            insert_se(backbone, list(meta["se_stages"]), float(meta.get("se_rd_ratio", 1 / 16)))
+        model = _assemble(backbone, meta.get("head", "linear"), saved_outputs or num_outputs,
+                          0.0, meta.get("head_options") or {}, str(meta.get("dual") or "none"))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise ValueError(f"{where} does not fit its metadata: {err}") from None
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit backbone {meta['backbone']!r}: missing "
+        raise ValueError(f"{where} does not fit backbone {meta.get('backbone')!r}: missing "
                          f"{missing[:5]}, unexpected {unexpected[:5]}")
     return model
 

@@ -1,0 +1,370 @@
+"""One weights file for an ensemble: its members' weights plus the fitted combiner's numbers.
+
+A bundle is what course Task 4 saves as ``<team>_task4.pt`` when the best method is an ensemble::
+
+    {"format": "funduslab-ensemble", "version": 1, "method": "stacking",
+     "combiner": {"method", "n_members", "n_classes", <tensors/floats of the rule>},
+     "label_names": [...], "thresholds": [...],
+     "members": [{"state_dict", "metadata", "tta", "bf16", "run_dir"} | {"bundle": {...}}, ...]}
+
+Plain tensors and primitives only, so ``torch.load(path, weights_only=True)`` reads it.
+:class:`EnsembleModel` re-implements each combination rule in torch from the fitted numbers
+(Kuncheva, *Combining Pattern Classifiers*, Wiley 2014; stacking: Wolpert, Neural Networks
+1992) and returns the **logit** of the ensemble probability, so
+:func:`funduslab.training.predict.predict_probabilities` runs it unchanged. Each member runs as
+its run predicted: under bf16 autocast if it was trained ``bf16-mixed`` and with flip TTA if its
+run used ``train.tta`` — so call ``predict_probabilities(model, images)`` with the default
+``tta=False, bf16=False``. A member that is itself an ensemble run folder is bundled recursively.
+
+Where the numbers come from (:func:`save_ensemble_bundle`): ``max_voting`` / ``soft_voting``
+from ``config.yaml``'s ``ensemble.params``; ``weighted`` from ``ensemble.learned.weights_``.
+Stacking's meta-models are not stored in the run folder, so pass the fitted combiner, or the
+bundle refits it on the members' saved validation probabilities exactly as
+:func:`~funduslab.ensemble.run_folder.write_ensemble_run` did (``load_members`` + ``combine``;
+logistic regression is deterministic) and checks the refit against the ensemble's saved
+predictions. Only logistic meta-models are a formula in torch; gradient boosting is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from funduslab.config import FILE_MODE
+from funduslab.ensemble.combiners import (
+    _EPS,
+    MaxVoting,
+    SoftVoting,
+    Stacking,
+    WeightedAveraging,
+)
+from funduslab.ensemble.members import load_members
+from funduslab.ensemble.run_folder import build_combiner, combine
+from funduslab.models.checkpoints import load_funduslab_checkpoint
+from funduslab.reporting.run_folder import read_metrics, read_predictions, weights_filename
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "EnsembleModel",
+    "combiner_numbers",
+    "load_ensemble_bundle",
+    "save_ensemble_bundle",
+]
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "funduslab-ensemble"
+BUNDLE_VERSION = 1
+METHODS = ("max_voting", "soft_voting", "weighted", "stacking")
+_LOGIT_CAP = math.log((1 - _EPS) / _EPS)  # |logit| of a probability clipped to [eps, 1 - eps]
+_GB_HINT = ("stacking with a gradient_boosting meta-model is a tree ensemble, not a formula a "
+            "bundle can hold; refit the ensemble with `--meta logistic` to save it as one file")
+
+
+def combiner_numbers(combiner: Any) -> dict[str, Any]:
+    """The numbers a *fitted* combiner applies, as tensors/floats/str (``weights_only``-safe).
+
+    Returns:
+        ``{"method", "n_members", "n_classes", ...}`` plus ``threshold`` (max voting),
+        ``weights`` ``(M,)`` (weighted), or ``coef`` ``(K, M)``, ``intercept`` ``(K,)``,
+        ``constant`` ``(K,)`` and ``is_constant`` ``(K,)`` (stacking; a ``DummyClassifier``
+        class predicts its constant prior).
+
+    Raises:
+        ValueError: not fitted, a gradient-boosting stacker, or not a funduslab combiner.
+    """
+    if not isinstance(combiner, (MaxVoting, SoftVoting, WeightedAveraging, Stacking)):
+        raise ValueError(f"cannot bundle a {type(combiner).__name__}; combiners: {list(METHODS)}")
+    if isinstance(combiner, Stacking) and combiner.meta != "logistic":
+        raise ValueError(f"{_GB_HINT} (meta={combiner.meta!r})")
+    check_is_fitted(combiner)  # NotFittedError is a ValueError
+    out: dict[str, Any] = {"n_members": int(combiner.n_members_),
+                           "n_classes": int(combiner.n_classes_)}
+    if isinstance(combiner, MaxVoting):
+        return {"method": "max_voting", **out, "threshold": float(combiner.threshold)}
+    if isinstance(combiner, SoftVoting):
+        return {"method": "soft_voting", **out}
+    if isinstance(combiner, WeightedAveraging):
+        w = torch.as_tensor(np.asarray(combiner.weights_, dtype=np.float64))
+        return {"method": "weighted", **out, "weights": w}
+    M, K = out["n_members"], out["n_classes"]
+    coef, intercept = torch.zeros(K, M, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
+    constant, is_constant = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.bool)
+    for k, model in enumerate(combiner.models_):
+        classes = [int(c) for c in model.classes_]
+        if isinstance(model, DummyClassifier):
+            prior = float(model.class_prior_[classes.index(1)]) if 1 in classes else 0.0
+            constant[k], is_constant[k] = prior, True
+        elif isinstance(model, LogisticRegression) and classes == [0, 1]:
+            coef[k] = torch.as_tensor(model.coef_[0], dtype=torch.float64)
+            intercept[k] = float(model.intercept_[0])
+        else:
+            raise ValueError(f"stacking class {k}: cannot bundle a {type(model).__name__} with "
+                             f"classes {classes}; {_GB_HINT}")
+    return {"method": "stacking", **out, "coef": coef, "intercept": intercept,
+            "constant": constant, "is_constant": is_constant}
+
+
+class EnsembleModel(nn.Module):
+    """Members + combination rule; ``(B, 3, H, W)`` images in [0, 1] → ensemble logits ``(B, K)``.
+
+    Args:
+        members: The member models (``FundusModel``, ``DualFundusModel`` or ``EnsembleModel``),
+            each mapping images to logits.
+        combiner: :func:`combiner_numbers` of the fitted combiner.
+        label_names: ``K`` label names.
+        thresholds: ``K`` decision thresholds the ensemble run used (0.5 or tuned on val).
+        member_tta: Per member, average its logits over horizontal/vertical flips (as its run).
+        member_bf16: Per member, run it under bfloat16 autocast (as its run predicted).
+    """
+
+    def __init__(self, members: Sequence[nn.Module], combiner: dict[str, Any],
+                 label_names: Sequence[str] = (), thresholds: Sequence[float] | None = None,
+                 member_tta: Sequence[bool] | None = None,
+                 member_bf16: Sequence[bool] | None = None) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        M = len(self.members)
+        self.method = str(combiner.get("method"))
+        if self.method not in METHODS:
+            raise ValueError(f"combiner method {self.method!r} is not one of {list(METHODS)}")
+        if int(combiner.get("n_members", M)) != M:
+            raise ValueError(f"combiner was fitted on {combiner['n_members']} members; got {M}")
+        self.label_names = list(label_names)
+        self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
+        self.member_tta = [bool(v) for v in (member_tta or [False] * M)]
+        self.member_bf16 = [bool(v) for v in (member_bf16 or [False] * M)]
+        self.threshold = float(combiner.get("threshold", 0.5))
+        for key in ("weights", "coef", "intercept", "constant", "is_constant"):
+            if key in combiner:
+                self.register_buffer(key, torch.as_tensor(combiner[key]).clone())
+        if self.method == "weighted" and tuple(self.weights.shape) != (M,):
+            raise ValueError(f"weights have shape {tuple(self.weights.shape)}; expected ({M},)")
+        if self.method == "stacking" and self.coef.shape[1] != M:
+            raise ValueError(f"stacking coef has shape {tuple(self.coef.shape)}; expected (K, {M})")
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's float32 logits ``(M, B, K)``, with its own precision and TTA."""
+        out = []
+        for model, tta, bf16 in zip(self.members, self.member_tta, self.member_bf16):
+            views = [x, x.flip(-1), x.flip(-2)] if tta else [x]
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                out.append(torch.stack([model(v).float() for v in views]).mean(0))
+        return torch.stack(out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, 3, H, W)`` (or dual pairs) → logits of the ensemble probability (B, K)."""
+        z = self.member_logits(x)
+        with torch.autocast(x.device.type, enabled=False):
+            z = z.double()
+            if self.method == "stacking":
+                z = z.clamp(-_LOGIT_CAP, _LOGIT_CAP)  # as combiners._logit clips probabilities
+                s = torch.einsum("km,mbk->bk", self.coef.double(), z) + self.intercept.double()
+                const = torch.logit(self.constant.double().clamp(_EPS, 1 - _EPS)).expand_as(s)
+                s = torch.where(self.is_constant, const, s)
+            else:
+                p = torch.sigmoid(z)  # (M, B, K)
+                if self.method == "soft_voting":
+                    q = p.mean(0)
+                elif self.method == "weighted":
+                    q = torch.einsum("m,mbk->bk", self.weights.double(), p)
+                else:  # max_voting: share of members voting positive
+                    q = (p >= self.threshold).double().mean(0)
+                s = torch.logit(q.clamp(_EPS, 1 - _EPS))
+            return s.clamp(-_LOGIT_CAP, _LOGIT_CAP).float()
+
+
+def _read_yaml(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no config.yaml: is it a finished funduslab run?")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _member_dir(entry: str, ensemble_dir: Path) -> Path:
+    """A member folder as recorded; else relative to the ensemble (bagging's members/member<i>)."""
+    path = Path(entry)
+    for candidate in (path, ensemble_dir / path, ensemble_dir / "members" / path.name):
+        if candidate.is_dir():
+            return candidate
+    return path  # _read_yaml names it
+
+
+def _weights_file(run_dir: Path, doc: dict[str, Any]) -> Path:
+    out = doc.get("output") or {}
+    named = run_dir / weights_filename(out.get("team"), out.get("task"))
+    if named.is_file():
+        return named
+    found = sorted(run_dir.glob("*.pt"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"{run_dir} has no {named.name} and {len(found)} other .pt "
+                                f"files {[p.name for p in found]}; cannot tell its weights")
+    return found[0]
+
+
+def _member_entry(run_dir: Path, label_names: list[str]) -> dict[str, Any]:
+    doc = _read_yaml(run_dir)
+    if "ensemble" in doc:
+        nested = _payload(run_dir, None)
+        if nested["label_names"] != label_names:
+            raise ValueError(f"{run_dir} predicts labels {nested['label_names']}; the ensemble "
+                             f"predicts {label_names}")
+        return {"bundle": nested, "run_dir": str(run_dir)}
+    path = _weights_file(run_dir, doc)
+    state, meta = load_funduslab_checkpoint(path)
+    if list(meta.get("label_names") or []) != label_names:
+        raise ValueError(f"{path} predicts labels {meta.get('label_names')}; the ensemble "
+                         f"predicts {label_names}")
+    _member_model(state, meta, str(path))  # fail now, not when the bundle is loaded
+    fit = (read_metrics(run_dir).get("fit") or {}) if (run_dir / "metrics.json").is_file() else {}
+    precision = fit.get("precision") or (doc.get("train") or {}).get("precision")
+    return {"state_dict": state, "metadata": meta, "run_dir": str(run_dir),
+            "tta": bool((doc.get("train") or {}).get("tta", False)),
+            "bf16": precision == "bf16-mixed"}
+
+
+def _refit_stacking(run_dir: Path, params: dict[str, Any], members: list[Path]) -> Any:
+    """Refit stacking as write_ensemble_run did; check it against the saved predictions."""
+    data = load_members(members)
+    combiner, probs = combine(data, build_combiner("stacking", **params))
+    for split, p in probs.items():
+        if split == data.val_split or not (run_dir / "predictions" / f"{split}.csv").is_file():
+            continue  # validation holds out-of-fold predictions
+        ids, saved = read_predictions(run_dir, split, data.label_names)
+        if ids != data.ids[split] or not np.allclose(p, saved, atol=1e-5):
+            raise ValueError(f"refitting {run_dir}'s stacking does not reproduce its "
+                             f"predictions/{split}.csv: have its members changed? Pass the "
+                             "fitted combiner to save_ensemble_bundle instead")
+    log.info("stacking meta-models refitted on %s of %d members", data.val_split, len(members))
+    return combiner
+
+
+def _payload(ensemble_run_dir: Path, combiner: Any) -> dict[str, Any]:
+    run_dir = Path(ensemble_run_dir)
+    doc = _read_yaml(run_dir)
+    ens = doc.get("ensemble")
+    if not isinstance(ens, dict):
+        raise ValueError(f"{run_dir}/config.yaml has no ensemble section: not an ensemble run")
+    method, params = str(ens.get("method")), dict(ens.get("params") or {})
+    if method not in METHODS:
+        raise ValueError(f"{run_dir}: ensemble method {method!r}; bundles hold {list(METHODS)}")
+    if method == "stacking" and combiner is None and params.get("meta", "logistic") != "logistic":
+        raise ValueError(f"{run_dir}: {_GB_HINT} (meta={params.get('meta')!r})")
+    members = [_member_dir(m, run_dir) for m in ens.get("members") or []]
+    if combiner is None and method == "stacking":
+        combiner = _refit_stacking(run_dir, params, members)
+    elif combiner is None:  # the numbers write_ensemble_run stored: params + learned
+        combiner = build_combiner(method, **params)
+        for key, value in (ens.get("learned") or {}).items():
+            setattr(combiner, key, np.asarray(value) if isinstance(value, list) else value)
+    numbers = combiner_numbers(combiner)
+    if numbers["method"] != method or numbers["n_members"] != len(members):
+        raise ValueError(f"the combiner is {numbers['method']} of {numbers['n_members']} members; "
+                         f"{run_dir} is {method} of {len(members)}")
+    names = list((doc.get("provenance") or {}).get("label_names") or [])
+    metrics = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}
+    th = metrics.get("thresholds") or {}
+    thresholds = (th.get("tuned_on_val") if th.get("used") == "tuned_on_val" else None)
+    return {
+        "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "method": method,
+        "combiner": numbers, "label_names": names,
+        "thresholds": [float(t) for t in (thresholds or [0.5] * len(names))],
+        "members": [_member_entry(m, names) for m in members], "source": str(run_dir),
+    }
+
+
+def save_ensemble_bundle(ensemble_run_dir: Path | str, path: Path | str,
+                         combiner: Any = None) -> Path:
+    """Write the ensemble in ``ensemble_run_dir`` (members' weights + combiner) to ``path``.
+
+    Args:
+        ensemble_run_dir: A folder written by ``write_ensemble_run`` (``funduslab ensemble``,
+            bagging, boosting); its members' run folders must still hold their weights.
+        path: Output file, e.g. ``runs/best/<team>_task4.pt``; written atomically.
+        combiner: The fitted combiner. Needed only for stacking, whose meta-models the run
+            folder does not store; when omitted they are refitted on the members' saved
+            validation probabilities (deterministic) and checked against the saved predictions.
+
+    Raises:
+        ValueError: not an ensemble folder, gradient-boosting stacking, members that disagree.
+        FileNotFoundError: a member's folder or weights are gone.
+    """
+    payload = _payload(Path(ensemble_run_dir), combiner)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    log.info("ensemble %s of %d members saved to %s", payload["method"],
+             len(payload["members"]), path)
+    return path
+
+
+def _member_model(state: dict[str, torch.Tensor], meta: dict[str, Any], where: str) -> nn.Module:
+    """Rebuild a member exactly as ``model_from_checkpoint`` does."""
+    from funduslab.models.factory import model_from_state
+
+    return model_from_state(state, meta, where=where).eval()
+
+
+def _model_from_payload(payload: Any, where: str) -> EnsembleModel:
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt != BUNDLE_FORMAT:
+        single = fmt == "funduslab"
+        hint = " (a single-model checkpoint: use model_from_checkpoint)" if single else ""
+        raise ValueError(f"{where} is not a funduslab ensemble bundle{hint}; format: {fmt!r}, "
+                         f"expected {BUNDLE_FORMAT!r}")
+    if int(payload.get("version", 0)) > BUNDLE_VERSION:
+        raise ValueError(f"{where} has bundle version {payload['version']}; this funduslab reads "
+                         f"up to {BUNDLE_VERSION}: upgrade funduslab")
+    models, tta, bf16 = [], [], []
+    for m, entry in enumerate(payload["members"]):
+        name = f"{where} member {m} ({entry.get('run_dir', '?')})"
+        if "bundle" in entry:
+            models.append(_model_from_payload(entry["bundle"], name))
+        else:
+            models.append(_member_model(entry["state_dict"], entry["metadata"], name))
+        tta.append(bool(entry.get("tta", False)))
+        bf16.append(bool(entry.get("bf16", False)))
+    try:
+        return EnsembleModel(models, payload["combiner"], payload.get("label_names") or (),
+                             payload.get("thresholds"), tta, bf16).eval()
+    except (KeyError, AttributeError, ValueError) as err:
+        raise ValueError(f"{where}: the combiner does not fit the members: {err}") from None
+
+
+def load_ensemble_bundle(path: Path | str) -> EnsembleModel:
+    """Read a bundle written by :func:`save_ensemble_bundle` (``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: another format, a newer version, or a member that does not fit its
+            metadata (the file and member are named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ensemble bundle not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors vary by torch version
+        raise ValueError(f"{path} could not be read as a weights-only torch file: {err}") from None
+    return _model_from_payload(payload, str(path))
