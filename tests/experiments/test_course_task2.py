@@ -60,3 +60,26 @@ def test_variant_rows_and_tasks():
     variants = task2_variants()
     assert [v.name for v in variants] == ["bce", "focal", "class_balanced", "asymmetric"]
     assert [v.task for v in variants] == [None, "2-1", "2-2", None]
+
+
+def test_baseline_runs_are_reused_only_under_the_same_recipe(synth_course: Path, tmp_path: Path):
+    first = tmp_path / "first"
+    course_task2(synth_course, out=first, quick=True, seeds=[0], backbone="tiny_cnn",
+                 weights="none", rows="bce")
+    out = tmp_path / "second"
+    results = course_task2(synth_course, out=out, quick=True, seeds=[0], backbone="tiny_cnn",
+                           weights="none", rows="bce,focal",
+                           baseline_runs=str(first / "bce_s*"))
+    assert not (out / "bce_s0").exists() and (out / "focal_s0" / "metrics.json").is_file()
+    text = results.read_text()
+    assert "| — | bce |" in text and "reuses finished runs" in text
+    with pytest.raises(ValueError, match=r"train\.sampler: 'random' → 'patient'"):
+        course_task2(synth_course, out=tmp_path / "third", quick=True, seeds=[0],
+                     backbone="tiny_cnn", weights="none", rows="bce", sampler="patient",
+                     baseline_runs=str(first / "bce_s*"))
+    with pytest.raises(ValueError, match="has seed 1"):
+        course_task2(synth_course, out=tmp_path / "third", quick=True, seeds=[1],
+                     backbone="tiny_cnn", weights="none", rows="bce",
+                     baseline_runs=str(first / "bce_s*"))
+    with pytest.raises(ValueError, match="unknown row"):
+        course_task2(synth_course, out=tmp_path / "third", quick=True, rows="bce,focall")

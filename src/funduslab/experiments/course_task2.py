@@ -72,6 +72,7 @@ def course_task2(
     seeds: list[int] | None = None, source: Path | None = None,
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
     epochs: int = 12, sampler: str = "random", gamma: float = 2.0, beta: float = 0.999, rows: str = "",
+    baseline_runs: str = "",
 ) -> Path:
     """Run every Task 2 loss for every seed; write ``<out>/results.md``; return its path.
 
@@ -92,6 +93,9 @@ def course_task2(
         beta: Class-balanced β of row 2-2 (typical 0.9 … 0.9999).
         rows: Comma-separated subset of rows to run (``bce,focal,class_balanced,asymmetric``);
             empty runs all.
+        baseline_runs: Glob of finished run folders to use as the ``bce`` row instead of
+            training it (e.g. the engine benchmark's seeds); each must have been trained under
+            exactly the row's recipe for its seed, else a ``ValueError`` names the differences.
     """
     seeds = list(seeds) if seeds else [0, 1, 2]
     out = Path(out)
@@ -107,7 +111,8 @@ def course_task2(
                                               weights=weights, image_size=image_size,
                                               epochs=epochs)
     base["train"]["sampler"] = sampler
-    results = run_variants(base, variants, seeds, team=team, progress=not quick)
+    reuse = {"bce": baseline_runs} if baseline_runs else None
+    results = run_variants(base, variants, seeds, team=team, progress=not quick, reuse=reuse)
     asl = ASL_OPTIONS
     intro = (
         f"Backbone {backbone} ({weights} start), {size} px, full fine-tuning for "
@@ -118,6 +123,8 @@ def course_task2(
         f"mean 1. Asymmetric: γ⁻={asl['gamma_neg']:g}, γ⁺={asl['gamma_pos']:g}, probability "
         f"margin {asl['clip']:g} (Ridnik et al. 2021). Decision thresholds: 0.5, and per-class "
         "thresholds tuned on val only (the test split is never used to choose anything)."
+        + (f" The bce row reuses finished runs `{baseline_runs}`, checked to have been trained "
+           "under this exact recipe and seed." if baseline_runs else "")
     )
     text = render_variant_table("Course Task 2 — losses for class imbalance (offsite test)",
                                 results, seeds, intro)

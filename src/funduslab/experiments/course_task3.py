@@ -103,7 +103,7 @@ def course_task3(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
     seeds: list[int] | None = None, source: Path | None = None,
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
-    epochs: int = 12, rows: str = "",
+    epochs: int = 12, rows: str = "", baseline_runs: str = "",
 ) -> Path:
     """Run every Task 3 variant for every seed; write ``<out>/results.md``; return its path.
 
@@ -120,6 +120,8 @@ def course_task3(
         image_size: Training resolution in pixels.
         epochs: Fine-tuning epochs.
         rows: Comma-separated subset of rows to run (e.g. ``se,mha``); empty runs all.
+        baseline_runs: Glob of finished run folders to use as the ``linear`` row instead of
+            training it; each must match the row's recipe for its seed (checked).
     """
     seeds = list(seeds) if seeds else [0, 1, 2]
     out = Path(out)
@@ -130,7 +132,8 @@ def course_task3(
     base: dict[str, Any] = base_course_config(Path(data), out, quick, backbone=backbone,
                                               weights=weights, image_size=image_size,
                                               epochs=epochs)
-    results = run_variants(base, variants, seeds, team=team,
+    reuse = {"linear": baseline_runs} if baseline_runs else None
+    results = run_variants(base, variants, seeds, team=team, reuse=reuse,
                            progress=not quick)
     intro = (
         f"Backbone {backbone} ({weights} start), {size} px, full fine-tuning, the engine's "

@@ -11,19 +11,21 @@ table ``results.md`` carries.
 from __future__ import annotations
 
 import copy
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
-from funduslab.config import config_from_dict
+from funduslab.config import RunConfig, config_from_dict
 from funduslab.reporting.run_folder import read_metrics
 from funduslab.reporting.tables import markdown_table, mean_std, split_scores
 from funduslab.training.runner import run
 
-__all__ = ["Variant", "base_course_config", "render_variant_table", "run_variants",
-           "select_variants", "source_start_weights"]
+__all__ = ["Variant", "base_course_config", "render_variant_table", "reuse_runs", "run_variants",
+           "select_variants", "source_start_weights", "variant_config"]
 
 TEST_SPLIT = "offsite_test"
 
@@ -106,21 +108,72 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def run_variants(
     base: dict[str, Any], variants: list[Variant], seeds: list[int], team: str | None = None,
-    progress: bool = True,
+    progress: bool = True, reuse: dict[str, str] | None = None,
 ) -> list[tuple[Variant, list[Path]]]:
-    """Run every variant for every seed; return ``(variant, run folders)`` in the given order."""
+    """Run every variant for every seed; return ``(variant, run folders)`` in the given order.
+
+    ``reuse`` maps a variant name to a glob of finished run folders that stand in for its runs
+    (e.g. the engine benchmark's seeds as the BCE baseline): each is used only when it was
+    trained under exactly this variant's recipe for that seed (see :func:`reuse_runs`).
+    """
+    reuse = reuse or {}
     results = []
     for variant in variants:
+        if variant.name in reuse:
+            results.append((variant, reuse_runs(reuse[variant.name], base, variant, seeds)))
+            continue
         run_dirs = []
         for seed in seeds:
-            raw = _merge(base, variant.overrides)
-            raw = _merge(raw, {"train": {"seed": seed},
-                               "output": {"name": f"{variant.name}_s{seed}",
-                                          "team": team if variant.task else None,
-                                          "task": variant.task}})
-            run_dirs.append(run(config_from_dict(raw), progress=progress))
+            run_dirs.append(run(variant_config(base, variant, seed, team), progress=progress))
         results.append((variant, run_dirs))
     return results
+
+
+def variant_config(base: dict[str, Any], variant: Variant, seed: int,
+                   team: str | None = None) -> RunConfig:
+    """The validated config of one variant and seed (run folder ``<variant>_s<seed>``)."""
+    raw = _merge(base, variant.overrides)
+    raw = _merge(raw, {"train": {"seed": seed},
+                       "output": {"name": f"{variant.name}_s{seed}",
+                                  "team": team if variant.task else None,
+                                  "task": variant.task}})
+    return config_from_dict(raw)
+
+
+def reuse_runs(pattern: str, base: dict[str, Any], variant: Variant,
+               seeds: list[int]) -> list[Path]:
+    """Finished run folders matching ``pattern``, one per seed, that were trained under exactly
+    ``variant``'s recipe (output and evaluation-only fields aside).
+
+    Raises:
+        ValueError: no folder for a seed, or a folder whose config differs (fields named).
+    """
+    from funduslab.training.resume import config_differences
+
+    by_seed: dict[int, tuple[Path, RunConfig]] = {}
+    for hit in sorted(glob.glob(pattern)):
+        folder = Path(hit)
+        if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
+            continue
+        raw = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+        raw.pop("provenance", None)
+        cfg = config_from_dict(raw, origin=str(folder / "config.yaml"))
+        by_seed.setdefault(cfg.train.seed, (folder, cfg))
+    found = []
+    for seed in seeds:
+        if seed not in by_seed:
+            raise ValueError(f"no finished run folder matching {pattern!r} has seed {seed} "
+                             f"(seeds found: {sorted(by_seed) or 'none'})")
+        folder, old = by_seed[seed]
+        want = variant_config(base, variant, seed)
+        if want.train.task == "auto":  # saved configs hold the resolved task kind
+            want.train.task = old.train.task
+        diffs = config_differences(old, want)
+        if diffs:
+            raise ValueError(f"{folder} was not trained with row {variant.name!r}'s recipe "
+                             f"({'; '.join(diffs[:6])}); train the row instead")
+        found.append(folder)
+    return found
 
 
 def _per_class(metrics: list[dict[str, Any]], label: str, key: str, kind: str) -> str:
