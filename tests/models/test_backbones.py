@@ -24,12 +24,7 @@ TINY = ["tiny_cnn", "tiny_vit", "tiny_swin"]
 TRANSFORMERS = {"tiny_vit", "tiny_swin", "vit_small_patch16_224", "swin_tiny_patch4_window7_224"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _build(name: str, **kw) -> nn.Module:

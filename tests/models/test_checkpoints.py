@@ -21,12 +21,7 @@ from funduslab.models.checkpoints import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _course_net(arch: str, seed: int = 0) -> nn.Module:

@@ -12,12 +12,7 @@ from funduslab.models import weights as wt
 from funduslab.models.backbones import backbone_info, create_backbone, swin_window_size
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_swin_window_follows_the_paper_rule() -> None:

@@ -18,12 +18,7 @@ from funduslab.training.module import FitOptions, FundusTask
 LR, BACKBONE_LR, WD = 1e-2, 1e-3, 0.05
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(name: str, img: int = 32) -> FundusModel:
