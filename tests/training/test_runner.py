@@ -156,3 +156,28 @@ def test_partial_setup_trains_only_last_stage(synth_course: Path, tmp_path: Path
         torch.testing.assert_close(p, q)
     last = [k for k in groups_t if k.startswith("stage")][-1]
     assert any(not torch.equal(p, q) for p, q in zip(groups_t[last], groups_i[last]))
+
+
+def test_frozen_setup_draws_training_features_with_the_configured_sampler(
+        synth_course: Path, tmp_path: Path, monkeypatch):
+    """class_aware must reach the head's loader too: without it a skewed grading set trains a
+    majority-grade head whose validation kappa never leaves 0."""
+    import numpy as np
+
+    from funduslab.training import features
+
+    seen = {}
+
+    def spy(task, train_dl, val_dl, cfg, run_dir, **kw):
+        seen["loader"] = train_dl
+        raise KeyboardInterrupt  # stop before fitting: only the loader matters here
+
+    monkeypatch.setattr(features, "fit_task", spy)
+    cfg = tiny_config(synth_course, tmp_path, "frozen_ca", setup="frozen", sampler="class_aware")
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, progress=False)
+    loader = seen["loader"]
+    targets = loader.dataset.tensors[1].numpy()
+    drawn = np.concatenate([targets[list(iter(loader.sampler))] for _ in range(5)])
+    rare = int(targets.mean(axis=0).argmin())
+    assert drawn[:, rare].mean() > targets[:, rare].mean() + 0.05

@@ -3,6 +3,10 @@
 Features are stored under the run's cache folder keyed by the image fingerprint, backbone and
 weights, so repeated runs (other seeds, other heads) skip extraction entirely.
 
+The head sees the training split in the configured order (``train.sampler``: random,
+class_aware, patient), like every other setup: on a skewed grading set an unweighted head learns
+the majority grade and validation kappa never leaves 0.
+
 Dual-image models (:class:`~funduslab.models.dual.DualFundusModel`) use the same per-image pooled
 features: each sample is ``(features[i], features[partner[i]])`` ``(2, C)`` and the fusion and
 head train on it (the fusion's parameters, e.g. attention scores, train with the head).
@@ -25,6 +29,7 @@ from funduslab.models.dual import DualFundusModel
 from funduslab.training.context import RunContext, SplitData
 from funduslab.training.fit import fit_task
 from funduslab.training.module import FitOptions, task_class
+from funduslab.training.sample_weights import build_train_sampler
 
 __all__ = ["extract_features", "fit_head_on_features"]
 
@@ -112,9 +117,10 @@ def fit_head_on_features(
     extract_s = time.perf_counter() - t0
     batch = ctx.cfg.train.batch_size
     gen = torch.Generator().manual_seed(ctx.cfg.train.seed)
+    sampler = build_train_sampler(ctx.cfg.train, ctx.train)  # class_aware / patient, as in full
     train_dl = DataLoader(
-        TensorDataset(train_x, torch.tensor(ctx.train.targets)), batch_size=batch, shuffle=True,
-        generator=gen,
+        TensorDataset(train_x, torch.tensor(ctx.train.targets)), batch_size=batch,
+        shuffle=sampler is None, sampler=sampler, generator=gen,
     )
     val_dl = (
         DataLoader(TensorDataset(val_x, torch.tensor(ctx.val.targets)), batch_size=256)

@@ -25,6 +25,7 @@ for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # resume
 
 _MONITOR_MODE = {
     "course_average_f1": ("val_course_average_f1", "max"),
@@ -109,10 +110,17 @@ def fit_task(
     if val_loader is None:
         monitor, mode = "train_loss", "min"
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_last=True,
-        save_top_k=1, enable_version_counter=False,
+        dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+        enable_version_counter=False,
     )
-    callbacks: list[Callback] = [checkpoint, HistoryWriter(run_dir / "history.csv")]
+    # Lightning's save_last only rewrites last.ckpt on epochs that improve the monitor, so a run
+    # interrupted after a plateau would resume from its best epoch and retrain the tail. This
+    # one saves the current state after every epoch.
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+        save_on_train_epoch_end=True, enable_version_counter=False,
+    )
+    callbacks: list[Callback] = [checkpoint, latest, HistoryWriter(run_dir / "history.csv")]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping))
     if progress:
@@ -140,6 +148,7 @@ def fit_task(
         log.info("resuming from %s", last)
     trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path)
     best = checkpoint.best_model_path or str(last)
+    _warn_if_monitor_flat(run_dir / "history.csv", monitor)
     if best and Path(best).is_file():
         state = torch.load(best, map_location="cpu", weights_only=False)  # our own file
         task.load_state_dict(state["state_dict"])
@@ -152,3 +161,18 @@ def fit_task(
         "world_size": trainer.world_size,
         "is_global_zero": trainer.is_global_zero,
     }
+
+
+def _warn_if_monitor_flat(history: Path, monitor: str) -> None:
+    """Say so when the selection metric never moved: the "best" epoch is then simply the first."""
+    try:
+        import pandas as pd
+
+        values = pd.read_csv(history)[monitor].dropna()
+    except (OSError, KeyError, ValueError):
+        return
+    if len(values) > 1 and values.nunique() == 1:
+        log.warning("%s stayed at %g for all %d epochs, so the first epoch's weights were kept; "
+                    "the model is not learning what the monitor measures (for skewed grades try "
+                    "train.sampler: class_aware, or monitor: val_loss)", monitor,
+                    float(values.iloc[0]), len(values))
