@@ -100,9 +100,17 @@ def test_same_seed_same_numbers_and_resume_does_not_retrain(synth_course: Path, 
     pa = pd.read_csv(a / "predictions" / "offsite_test.csv")
     pb = pd.read_csv(b / "predictions" / "offsite_test.csv")
     pd.testing.assert_frame_equal(pa, pb)
-    # Re-running the finished config resumes from last.ckpt: nothing left to train, same output.
+    # A finished run is not run again: same config → the folder is returned untouched.
+    stamp = (a / "metrics.json").stat().st_mtime_ns
     again = run(tiny_config(synth_course, tmp_path / "a", "r", epochs=1), progress=False)
+    assert (again / "metrics.json").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(pa, pd.read_csv(again / "predictions" / "offsite_test.csv"))
+    # An evaluation-only change (TTA) re-evaluates from last.ckpt but trains nothing more.
+    history = (a / "history.csv").read_text()
+    tta = run(tiny_config(synth_course, tmp_path / "a", "r", epochs=1, tta=True), progress=False)
+    assert (tta / "metrics.json").stat().st_mtime_ns != stamp
+    assert (tta / "history.csv").read_text() == history
+    assert yaml.safe_load((tta / "config.yaml").read_text())["train"]["tta"] is True
 
 
 def test_frozen_setup_keeps_backbone_and_uses_feature_cache(synth_course: Path, tmp_path: Path):

@@ -14,7 +14,7 @@ import yaml
 
 from funduslab.config import RunConfig, config_from_dict
 
-__all__ = ["EVALUATION_ONLY", "check_resumable", "config_differences"]
+__all__ = ["EVALUATION_ONLY", "check_resumable", "config_differences", "is_finished"]
 
 #: Fields that change what happens after fitting (or where files go), not the weights.
 EVALUATION_ONLY = frozenset({
@@ -32,13 +32,28 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def _training_fields(cfg: RunConfig) -> dict[str, Any]:
+def _fields(cfg: RunConfig) -> dict[str, Any]:
     doc = cfg.model_dump(mode="json")
     flat = {k: v for section in ("data", "model", "train")
             for k, v in _flatten(doc[section], f"{section}.").items()}
     if flat.get("data.root"):
         flat["data.root"] = str(Path(flat["data.root"]).resolve())
-    return {k: v for k, v in flat.items() if k not in EVALUATION_ONLY}
+    return flat
+
+
+def _training_fields(cfg: RunConfig) -> dict[str, Any]:
+    return {k: v for k, v in _fields(cfg).items() if k not in EVALUATION_ONLY}
+
+
+def _saved_config(run_dir: Path) -> RunConfig:
+    saved_path = run_dir / "config.yaml"
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        saved.pop("provenance", None)
+        return config_from_dict(saved, origin=str(saved_path))
+    except (yaml.YAMLError, ValueError) as err:
+        raise ValueError(f"{saved_path} cannot be read as a funduslab config ({err}); delete "
+                         f"{run_dir} or set output.resume: false to start over") from None
 
 
 def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
@@ -59,17 +74,25 @@ def check_resumable(run_dir: Path, cfg: RunConfig) -> None:
     if not cfg.output.resume or not (run_dir / "checkpoints" / "last.ckpt").is_file() \
             or not saved_path.is_file():
         return
-    try:
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-        saved.pop("provenance", None)
-        old = config_from_dict(saved, origin=str(saved_path))
-    except (yaml.YAMLError, ValueError) as err:
-        raise ValueError(f"{saved_path} cannot be read as a funduslab config ({err}); delete "
-                         f"{run_dir} or set output.resume: false to start over") from None
-    diffs = config_differences(old, cfg)
+    diffs = config_differences(_saved_config(run_dir), cfg)
     if diffs:
         shown = "; ".join(diffs[:6]) + (f"; … {len(diffs) - 6} more" if len(diffs) > 6 else "")
         raise ValueError(
             f"{run_dir} holds checkpoints of a different config ({shown}); resuming would mix "
             "two experiments. Give the run another output.name, delete the folder, or set "
             "output.resume: false to start it over.")
+
+
+def is_finished(run_dir: Path, cfg: RunConfig, weights_name: str) -> bool:
+    """True when ``run_dir`` already holds this exact run's results, evaluation settings included.
+
+    Finished means ``metrics.json``, the weights file and ``config.yaml`` are there and the saved
+    config equals ``cfg`` field for field (``data``, ``model``, ``train``). A suite re-run after
+    an interruption then skips what is done; a changed evaluation field (``train.tta``, …)
+    re-evaluates instead. Resuming must be on (``output.resume``).
+    """
+    run_dir = Path(run_dir)
+    if not cfg.output.resume or not all(
+            (run_dir / name).is_file() for name in ("metrics.json", weights_name, "config.yaml")):
+        return False
+    return _fields(_saved_config(run_dir)) == _fields(cfg)

@@ -34,7 +34,7 @@ from funduslab.training.context import RunContext, SplitData
 from funduslab.training.fit import resolve_accelerator, resolve_precision
 from funduslab.training.predict import predict_probabilities
 from funduslab.training.grading import evaluate_grading, resolve_task
-from funduslab.training.resume import check_resumable
+from funduslab.training.resume import check_resumable, is_finished
 from funduslab.training.setups import fit_model, num_outputs
 
 __all__ = ["decode_splits", "run"]
@@ -101,6 +101,10 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
     table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
     cfg = resolve_task(cfg, table)  # task kind, grading loss/monitor/head → config.yaml
     check_resumable(run_dir, cfg)  # never resume checkpoints written under another config
+    if is_finished(run_dir, cfg, weights_filename(cfg.output.team, cfg.output.task)):
+        log.info("%s already holds this run's results (same config); nothing to do — delete its "
+                 "metrics.json to evaluate again, or set output.resume: false to retrain", run_dir)
+        return run_dir
     for needed in (cfg.data.train_split,):
         table.split(needed)  # clear error when a split is missing or empty
     splits, fingerprint = decode_splits(table, cfg, cache_dir)
