@@ -76,6 +76,13 @@ def test_odir5k_per_eye(tmp_path: Path, make_layout) -> None:
     assert frame.groupby("patient")["split"].nunique().max() == 1
     assert frame.set_index("id").loc["0_left.jpg", "N"] == 1  # "normal fundus"
     assert frame["O"].sum() == 0  # O derived from keywords: none of the test keywords is "other"
+    # Dual-image partners: each eye's pair is its patient, so the fellow eye is the partner.
+    from funduslab.training.pairs import split_partners
+
+    train = table.split("train")
+    partners = split_partners(table, train, "odir5k", "concat")
+    assert (train["patient"].to_numpy()[partners] == train["patient"].to_numpy()).all()
+    assert (train["eye"].to_numpy()[partners] != train["eye"].to_numpy()).all()
 
 
 def test_odir5k_grading_drops_unstaged(tmp_path: Path, make_layout) -> None:

@@ -2,7 +2,8 @@
 
 Every image stays the *anchor* of one sample (predictions, metrics and submissions stay per
 image); its *partner* is the first other image of its pair group (the table's ``pair`` column,
-e.g. DeepDRiD's ``<patient>_<l|r>`` for the two shots of one eye) within the same split, in table
+e.g. DeepDRiD's ``<patient>_<l|r>`` for the two shots of one eye, ODIR-5K's patient id for
+the two eyes of one patient) within the same split, in table
 order. An image alone in its group (or with an empty pair id) is its own partner. Since a sample
 carries its partner, any sampler — the patient-level one included — keeps a pair together.
 """
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 #: Table column grouping the images that a dual-image model sees together.
 PAIR_COLUMN = "pair"
 #: Adapters whose tables have a ``pair`` column.
-PAIRED_ADAPTERS: tuple[str, ...] = ("deepdrid",)
+PAIRED_ADAPTERS: tuple[str, ...] = ("deepdrid", "odir5k")
 
 
 def pair_partners(pairs: Sequence[object]) -> tuple[np.ndarray, int]:
