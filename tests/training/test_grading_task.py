@@ -101,6 +101,17 @@ def test_class_aware_sampler_balances_grades():
     np.testing.assert_allclose(share, 0.2, atol=0.03)
 
 
+def test_square_root_sampler_draws_grades_by_sqrt_of_their_counts():
+    counts = np.array([64, 16, 9, 4, 1])
+    grades = np.repeat(np.arange(5), counts)
+    split = SplitData("train", [str(i) for i in range(len(grades))],
+                      np.zeros((len(grades), 1, 1, 3), np.uint8), grades, True)
+    sampler = build_sampler("class_sqrt", split, seed=0)
+    drawn = np.concatenate([grades[list(iter(sampler))] for _ in range(100)])  # 9,400 draws
+    share = np.bincount(drawn, minlength=5) / drawn.size
+    np.testing.assert_allclose(share, np.sqrt(counts) / np.sqrt(counts).sum(), atol=0.02)
+
+
 # --- end-to-end runs ------------------------------------------------------------------------
 
 def _run_cfg(data: Path, out: Path, name: str, adapter: str = "aptos", **train):
