@@ -4,7 +4,7 @@ Features are stored under the run's cache folder keyed by the image fingerprint,
 weights, so repeated runs (other seeds, other heads) skip extraction entirely.
 
 The head sees the training split in the configured order (``train.sampler``: random,
-class_aware, patient), like every other setup: on a skewed grading set an unweighted head learns
+class_aware, class_sqrt, patient), like every other setup: on a skewed grading set an unweighted head learns
 the majority grade and validation kappa never leaves 0.
 
 Dual-image models (:class:`~funduslab.models.dual.DualFundusModel`) use the same per-image pooled

@@ -174,5 +174,5 @@ def _warn_if_monitor_flat(history: Path, monitor: str) -> None:
     if len(values) > 1 and values.nunique() == 1:
         log.warning("%s stayed at %g for all %d epochs, so the first epoch's weights were kept; "
                     "the model is not learning what the monitor measures (for skewed grades try "
-                    "train.sampler: class_aware, or monitor: val_loss)", monitor,
+                    "train.sampler: class_sqrt or class_aware, or monitor: val_loss)", monitor,
                     float(values.iloc[0]), len(values))
