@@ -4,8 +4,8 @@ Features are stored under the run's cache folder keyed by the image fingerprint,
 weights, so repeated runs (other seeds, other heads) skip extraction entirely.
 
 The head sees the training split in the configured order (``train.sampler``: random,
-class_aware, class_sqrt, patient), like every other setup: on a skewed grading set an unweighted head learns
-the majority grade and validation kappa never leaves 0.
+class_aware, class_sqrt, patient), like every other setup: on a skewed grading set an
+unweighted head learns the majority grade and validation kappa never leaves 0.
 
 Dual-image models (:class:`~funduslab.models.dual.DualFundusModel`) use the same per-image pooled
 features: each sample is ``(features[i], features[partner[i]])`` ``(2, C)`` and the fusion and
