@@ -63,7 +63,7 @@ def dr_grading(
     epochs: int = 12, formulations: str = "ce,regression,ordinal",
     preprocess: str = ALL_PREPROCESS, study_formulation: str = "ce", two_stage: bool = False,
     source_adapter: str = "aptos", source_epochs: int = 5, sampler: str = "random",
-    split_seed: int = 0, test_split: str = "test",
+    split_seed: int = 0, test_split: str = "test", dual: str = "none",
 ) -> Path:
     """Run the DR-grading benchmark; return the path of ``results.md``.
 
@@ -73,8 +73,12 @@ def dr_grading(
         study_formulation: Formulation used in the preprocessing study and the two-stage run.
         two_stage: Also fit stage 1 on ``source`` (``source_adapter`` layout), then the target.
         source_epochs: Stage-1 epochs (1 in quick mode).
-        sampler: Training sampler (``class_aware`` oversamples rare grades).
+        sampler: Training sampler (``class_aware`` draws grades equally often, ``class_sqrt`` by
+            the square root of their counts).
         split_seed: Seed of the patient-level split (same for every model seed).
+        dual: ``model.dual`` fusion for every row (``concat`` / ``mean`` / ``attention``): each
+            image is seen with its partner — DeepDRiD's other shot of the eye, ODIR-5K's fellow
+            eye. ``none``: single images.
 
     Raises:
         ValueError: unknown formulation/preprocess name, a table without grades or without the
@@ -97,7 +101,7 @@ def dr_grading(
     size = 64 if quick else image_size
     base = {
         "data": {"adapter": adapter, "root": str(data), "options": options, "image_size": size},
-        "model": {"backbone": backbone, "weights": weights},
+        "model": {"backbone": backbone, "weights": weights, "dual": dual},
         "train": {"setup": "full", "task": "grading", "epochs": 2 if quick else epochs,
                   "batch_size": 8 if quick else 32, "monitor": "quadratic_kappa",
                   "sampler": sampler},
@@ -124,8 +128,11 @@ def dr_grading(
         (v.name, dirs) for v, dirs in
         run_variants(base, list(variants.values()), seeds, team=team, progress=not quick)
     )
+    recipe = (f"{size} px, full fine-tuning for {base['train']['epochs']} epochs, sampler "
+              f"`{sampler}`, " + ("single images" if dual == "none" else
+                                  f"each image with its partner (`{dual}` fusion)") + ". ")
     text = _render(rows, results, study, seeds, adapter, backbone, test_split, two_stage,
-                   source_adapter)
+                   source_adapter, recipe)
     path = Path(out) / "results.md"
     atomic_write_text(path, text)
     return path
@@ -137,7 +144,7 @@ def _scores(run_dirs: list[Path], split: str) -> list[str]:
 
 
 def _render(rows, results, study, seeds, adapter, backbone, split, two_stage,
-            source_adapter) -> str:
+            source_adapter, recipe: str = "") -> str:
     header = ["formulation", "preprocess", *[f"test {name}" for name, _ in _KAPPAS],
               "val quadratic κ"]
     tables = []
@@ -167,7 +174,7 @@ def _render(rows, results, study, seeds, adapter, backbone, split, two_stage,
             ["stage", "data", "metric", "mean ± std"], body))
     return (
         f"# DR grading — {adapter}, {backbone}\n\n"
-        f"Grades 0–4. Epoch chosen on validation quadratic-weighted kappa; regression cut points "
+        f"Grades 0–4. {recipe}Epoch chosen on validation quadratic-weighted kappa; regression cut points "
         f"tuned on validation. Split {split}; seeds {', '.join(map(str, seeds))} "
         "(mean ± sample std). Run folders hold predictions, confusion matrices "
         "(`figures/confusion_<split>.png`) and curves.\n\n" + "\n".join(tables)
