@@ -45,12 +45,16 @@ def test_dr_grading_reads_odir5k_grades_and_rejects_bad_options(tmp_path: Path):
     data = write_layout("odir5k", tmp_path / "odir5k", n=80, seed=3, size=48)
     results = dr_grading(data, out=tmp_path / "runs", quick=True, seeds=[0], backbone="tiny_cnn",
                          weights="none", formulations="ordinal", preprocess="none",
-                         dual="concat", sampler="class_sqrt")
+                         dual="concat", sampler="class_sqrt", setup="frozen")
     text = results.read_text()
     assert "| ordinal | none |" in text and "`concat` fusion" in text and "`class_sqrt`" in text
+    assert "a head on frozen features" in text
     run_dir = tmp_path / "runs" / "grading_ordinal_none_s0"
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["model"]["dual"] == "concat"  # each eye graded beside its fellow eye
+    assert saved["train"]["setup"] == "frozen"
+    with pytest.raises(ValueError, match="setup must be"):
+        dr_grading(data, out=tmp_path / "bad", quick=True, setup="partial")
     with pytest.raises(ValueError, match="valid: .*ben_graham"):
         dr_grading(data, out=tmp_path / "bad", quick=True, preprocess="none,fancy")
     with pytest.raises(ValueError, match="needs --source"):

@@ -63,7 +63,7 @@ def dr_grading(
     epochs: int = 12, formulations: str = "ce,regression,ordinal",
     preprocess: str = ALL_PREPROCESS, study_formulation: str = "ce", two_stage: bool = False,
     source_adapter: str = "aptos", source_epochs: int = 5, sampler: str = "random",
-    split_seed: int = 0, test_split: str = "test", dual: str = "none",
+    split_seed: int = 0, test_split: str = "test", dual: str = "none", setup: str = "full",
 ) -> Path:
     """Run the DR-grading benchmark; return the path of ``results.md``.
 
@@ -79,6 +79,9 @@ def dr_grading(
         dual: ``model.dual`` fusion for every row (``concat`` / ``mean`` / ``attention``): each
             image is seen with its partner — DeepDRiD's other shot of the eye, ODIR-5K's fellow
             eye. ``none``: single images.
+        setup: Transfer setup of every single-stage row: ``full`` fine-tuning, or ``frozen``
+            (a head on cached ImageNet features: a preprocessing study in minutes instead of
+            hours on a CPU, at the price of measuring what the pipelines do to fixed features).
 
     Raises:
         ValueError: unknown formulation/preprocess name, a table without grades or without the
@@ -96,13 +99,15 @@ def dr_grading(
     if test_split not in table.splits or not table.split(test_split)["labelled"].all():
         raise ValueError(f"{data} has no labelled {test_split!r} split (splits: {table.splits}); "
                          "pass --opt test_split=<name>")
+    if setup not in ("full", "frozen"):
+        raise ValueError(f"setup must be 'full' or 'frozen', got {setup!r}")
     if two_stage and source is None:
         raise ValueError("two_stage=true needs --source <folder> (APTOS layout or ODIR-5K grades)")
     size = 64 if quick else image_size
     base = {
         "data": {"adapter": adapter, "root": str(data), "options": options, "image_size": size},
         "model": {"backbone": backbone, "weights": weights, "dual": dual},
-        "train": {"setup": "full", "task": "grading", "epochs": 2 if quick else epochs,
+        "train": {"setup": setup, "task": "grading", "epochs": 2 if quick else epochs,
                   "batch_size": 8 if quick else 32, "monitor": "quadratic_kappa",
                   "sampler": sampler},
         "output": {"out": str(out), "figures": not quick},
@@ -128,7 +133,8 @@ def dr_grading(
         (v.name, dirs) for v, dirs in
         run_variants(base, list(variants.values()), seeds, team=team, progress=not quick)
     )
-    recipe = (f"{size} px, full fine-tuning for {base['train']['epochs']} epochs, sampler "
+    how = "full fine-tuning" if setup == "full" else "a head on frozen features"
+    recipe = (f"{size} px, {how} for {base['train']['epochs']} epochs, sampler "
               f"`{sampler}`, " + ("single images" if dual == "none" else
                                   f"each image with its partner (`{dual}` fusion)") + ". ")
     text = _render(rows, results, study, seeds, adapter, backbone, test_split, two_stage,
