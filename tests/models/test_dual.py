@@ -139,3 +139,20 @@ def test_plain_model_records_dual_none():
     model = build_model(cfg, 3, image_size=32)
     assert not isinstance(model, DualFundusModel)
     assert checkpoint_metadata(model)["dual"] == "none"
+
+
+def test_pair_batches_run_channels_last_when_the_model_is(monkeypatch):
+    model = _model("concat")
+    seen: list[bool] = []
+    original = model.backbone.forward_features
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return original(x)
+
+    monkeypatch.setattr(model.backbone, "forward_features", spy)
+    x = torch.rand(2, 2, 3, 32, 32)
+    reference = model(x)
+    model.to(memory_format=torch.channels_last)
+    assert torch.allclose(model(x), reference, atol=1e-5)
+    assert seen == [False, True]  # contiguous before, channels_last once the weights are

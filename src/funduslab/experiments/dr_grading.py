@@ -180,8 +180,8 @@ def _render(rows, results, study, seeds, adapter, backbone, split, two_stage,
             ["stage", "data", "metric", "mean ± std"], body))
     return (
         f"# DR grading — {adapter}, {backbone}\n\n"
-        f"Grades 0–4. {recipe}Epoch chosen on validation quadratic-weighted kappa; regression cut points "
-        f"tuned on validation. Split {split}; seeds {', '.join(map(str, seeds))} "
+        f"Grades 0–4. {recipe}Epoch chosen on validation quadratic-weighted kappa; regression "
+        f"cut points tuned on validation. Split {split}; seeds {', '.join(map(str, seeds))} "
         "(mean ± sample std). Run folders hold predictions, confusion matrices "
         "(`figures/confusion_<split>.png`) and curves.\n\n" + "\n".join(tables)
     )

@@ -178,7 +178,10 @@ class DualFundusModel(FundusModel):
     def pooled_views(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, V, 3, H, W)`` in [0, 1] → pooled features ``(B, V, C)`` (one pass)."""
         b, v = x.shape[:2]
-        pooled = self.pool(self.forward_features(x.flatten(0, 1)))  # (B·V, C)
+        flat = x.flatten(0, 1)  # (B·V, 3, H, W); a 5-D batch cannot be channels_last itself
+        if _channels_last(self):
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        pooled = self.pool(self.forward_features(flat))  # (B·V, C)
         return pooled.view(b, v, -1)
 
     def fuse_head(self, views: torch.Tensor) -> torch.Tensor:
@@ -202,6 +205,14 @@ class DualFundusModel(FundusModel):
             raise ValueError(f"dual model expects (B, 2, 3, H, W) or (B, 3, H, W) images, got "
                              f"{tuple(x.shape)}")
         return self.fuse_head(self.pooled_views(x))
+
+
+def _channels_last(model: nn.Module) -> bool:
+    """Whether the first convolution kernel is stored channels_last (``train.channels_last``)."""
+    weight = next((p for p in model.parameters() if p.ndim == 4), None)
+    return (weight is not None and weight.shape[1] > 1
+            and weight.is_contiguous(memory_format=torch.channels_last)
+            and not weight.is_contiguous())
 
 
 def dual_mode(model: nn.Module) -> str:
