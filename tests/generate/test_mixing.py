@@ -96,6 +96,11 @@ def test_extra_train_adds_exactly_the_requested_images_to_train_only(
         np.testing.assert_array_equal(train.targets[n_real + k], frame.loc[name].to_numpy(float))
         level = 10 * frame.index.get_loc(name)
         assert np.abs(train.images[n_real + k].astype(int) - level).max() <= 1
+    # real images keep their patients (a patient sampler still groups them); each generated
+    # image is a patient of its own
+    assert train.patients[:n_real] == plain["train"].patients
+    assert train.patients[n_real:] == added
+    assert not set(added) & set(plain["train"].patients)
     for split in ("val", "offsite_test", "onsite_test"):
         assert mixed[split].ids == plain[split].ids
         np.testing.assert_array_equal(mixed[split].images, plain[split].images)

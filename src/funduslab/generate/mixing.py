@@ -14,7 +14,9 @@ Rules:
 * generated images are already in the preprocessed domain of the data the VAE was fitted on, so
   they are only resized to ``data.image_size`` (no second pass of ``data.preprocess``); a
   preprocess different from the one recorded in ``generated.json`` is logged as a warning;
-* their ids are prefixed ``generated/`` so they are recognisable in ``predictions/train.csv``.
+* their ids are prefixed ``generated/`` so they are recognisable in ``predictions/train.csv``;
+  each is its own patient (patient id = its id), so a patient-level sampler keeps the real
+  patients' images together and never groups a generated image with a real one.
 """
 
 from __future__ import annotations
@@ -146,5 +148,6 @@ def mix_generated(
         np.concatenate([np.asarray(train.images), np.asarray(images)]),
         np.concatenate([train.targets, targets[rows]]).astype(train.targets.dtype),
         train.labelled,
+        patients=None if train.patients is None else list(train.patients) + ids,
     )
     return mixed, key
