@@ -167,8 +167,13 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Ru
 def config_from_dict(
     raw: dict[str, Any], overrides: dict[str, Any] | None = None, origin: str = "config"
 ) -> RunConfig:
-    """Validate a nested dict (plus dotted overrides) into a :class:`RunConfig`."""
-    raw = dict(raw)
+    """Validate a nested dict (plus dotted overrides) into a :class:`RunConfig`.
+
+    A ``provenance`` section (what :func:`save_config` adds to a run folder's ``config.yaml``:
+    seed, versions, data fingerprint) is a record of the run, not a setting, and is ignored, so a
+    run folder's own ``config.yaml`` re-runs as it is (``funduslab train --config``).
+    """
+    raw = {k: v for k, v in raw.items() if k != "provenance"}
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
