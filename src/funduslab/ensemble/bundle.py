@@ -61,7 +61,10 @@ __all__ = [
     "BUNDLE_VERSION",
     "EnsembleModel",
     "combiner_numbers",
+    "ensemble_payload",
     "load_ensemble_bundle",
+    "model_from_payload",
+    "run_weights_file",
     "save_ensemble_bundle",
 ]
 
@@ -204,7 +207,9 @@ def _member_dir(entry: str, ensemble_dir: Path) -> Path:
     return path  # _read_yaml names it
 
 
-def _weights_file(run_dir: Path, doc: dict[str, Any]) -> Path:
+def run_weights_file(run_dir: Path, doc: dict[str, Any]) -> Path:
+    """A single run folder's weights: the name its ``output`` section implies, else its only
+    ``.pt`` (``doc`` is its parsed ``config.yaml``)."""
     out = doc.get("output") or {}
     named = run_dir / weights_filename(out.get("team"), out.get("task"))
     if named.is_file():
@@ -219,12 +224,12 @@ def _weights_file(run_dir: Path, doc: dict[str, Any]) -> Path:
 def _member_entry(run_dir: Path, label_names: list[str]) -> dict[str, Any]:
     doc = _read_yaml(run_dir)
     if "ensemble" in doc:
-        nested = _payload(run_dir, None)
+        nested = ensemble_payload(run_dir, None)
         if nested["label_names"] != label_names:
             raise ValueError(f"{run_dir} predicts labels {nested['label_names']}; the ensemble "
                              f"predicts {label_names}")
         return {"bundle": nested, "run_dir": str(run_dir)}
-    path = _weights_file(run_dir, doc)
+    path = run_weights_file(run_dir, doc)
     state, meta = load_funduslab_checkpoint(path)
     if list(meta.get("label_names") or []) != label_names:
         raise ValueError(f"{path} predicts labels {meta.get('label_names')}; the ensemble "
@@ -253,7 +258,9 @@ def _refit_stacking(run_dir: Path, params: dict[str, Any], members: list[Path]) 
     return combiner
 
 
-def _payload(ensemble_run_dir: Path, combiner: Any) -> dict[str, Any]:
+def ensemble_payload(ensemble_run_dir: Path, combiner: Any = None) -> dict[str, Any]:
+    """The bundle document of an ensemble run folder (members' weights + combiner numbers);
+    see :func:`save_ensemble_bundle` for ``combiner``."""
     run_dir = Path(ensemble_run_dir)
     doc = _read_yaml(run_dir)
     ens = doc.get("ensemble")
@@ -303,7 +310,7 @@ def save_ensemble_bundle(ensemble_run_dir: Path | str, path: Path | str,
         ValueError: not an ensemble folder, gradient-boosting stacking, members that disagree.
         FileNotFoundError: a member's folder or weights are gone.
     """
-    payload = _payload(Path(ensemble_run_dir), combiner)
+    payload = ensemble_payload(Path(ensemble_run_dir), combiner)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -326,7 +333,9 @@ def _member_model(state: dict[str, torch.Tensor], meta: dict[str, Any], where: s
     return model_from_state(state, meta, where=where).eval()
 
 
-def _model_from_payload(payload: Any, where: str) -> EnsembleModel:
+def model_from_payload(payload: Any, where: str) -> EnsembleModel:
+    """Rebuild the :class:`EnsembleModel` a bundle document describes (``where`` names it in
+    errors)."""
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if fmt != BUNDLE_FORMAT:
         single = fmt == "funduslab"
@@ -340,7 +349,7 @@ def _model_from_payload(payload: Any, where: str) -> EnsembleModel:
     for m, entry in enumerate(payload["members"]):
         name = f"{where} member {m} ({entry.get('run_dir', '?')})"
         if "bundle" in entry:
-            models.append(_model_from_payload(entry["bundle"], name))
+            models.append(model_from_payload(entry["bundle"], name))
         else:
             models.append(_member_model(entry["state_dict"], entry["metadata"], name))
         tta.append(bool(entry.get("tta", False)))
@@ -367,4 +376,4 @@ def load_ensemble_bundle(path: Path | str) -> EnsembleModel:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors vary by torch version
         raise ValueError(f"{path} could not be read as a weights-only torch file: {err}") from None
-    return _model_from_payload(payload, str(path))
+    return model_from_payload(payload, str(path))
