@@ -17,8 +17,8 @@ from funduslab.models.factory import model_from_checkpoint
 
 
 def _row(text: str, name: str) -> list[str]:
-    line = next(l for l in text.splitlines() if l.startswith(f"| {name} |")
-                or l.startswith(f"| **{name}** |"))
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"| {name} |")
+                or ln.startswith(f"| **{name}** |"))
     return [c.strip() for c in line.strip("|").split("|")]
 
 
@@ -31,11 +31,11 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     out = tmp_path / "runs"
     results = course_task4(synth_course, team="demo", out=out, quick=True, seeds=[0, 1],
                            backbone="tiny_cnn", weights="none",
-                           rows="soft_voting,weighted,stacking,max_voting,attention_guided,vae",
+                           rows="tta,soft_voting,weighted,stacking,max_voting,attention_guided,vae",
                            consistency=0.3, vae_ratio=0.25)
     assert PRESETS.get("course-task4") is course_task4
     text = results.read_text()
-    for name in ("single", "soft_voting", "weighted", "stacking", "max_voting",
+    for name in ("single", "tta", "soft_voting", "weighted", "stacking", "max_voting",
                  "attention_guided", "vae"):
         assert _row(text, name)
     # the ensembles combine exactly the two single runs
@@ -55,6 +55,18 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     delta = float(cells[6].split()[0])
     assert delta == pytest.approx(100 * (_test_f1(out / "ensembles" / "soft_voting")
                                          - reference), abs=0.01)
+    # the tta row re-evaluates each single run's weights with flips, training nothing
+    tta = yaml.safe_load((out / "tta_0" / "config.yaml").read_text())
+    assert tta["train"]["setup"] == "none" and tta["train"]["tta"] is True
+    assert Path(tta["model"]["weights"]).parent == out / "single_s0"
+    from funduslab.training.predict_images import list_inputs, predict_saved
+    from funduslab.training.saved_model import load_saved_model
+
+    saved = pd.read_csv(out / "tta_0" / "predictions" / "offsite_test.csv").set_index("id")
+    inputs = list_inputs(synth_course / "images" / "offsite_test")
+    flipped = predict_saved(load_saved_model(out / "single_s0"), inputs.paths, tta=True)
+    np.testing.assert_allclose(saved.loc[inputs.ids, prob_cols].to_numpy(),
+                               1 / (1 + np.exp(-flipped)), atol=2e-5)
     # the trained rows carry their option into config.yaml
     guided = yaml.safe_load((out / "attention_guided_s0" / "config.yaml").read_text())
     assert guided["train"]["attention_consistency"] == 0.3
@@ -62,7 +74,7 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     assert vae["data"]["extra_train"] and vae["data"]["extra_train_ratio"] == 0.25
     assert (out / "vae" / "contact_sheet.png").is_file()
     # the best row by val is bold; a single-model winner's weights are saved and reload
-    best = next(l for l in text.splitlines() if l.startswith("| **"))
+    best = next(ln for ln in text.splitlines() if ln.startswith("| **"))
     winner = best.split("**")[1]
     weights = out / "demo_task4.pt"
     if winner in ("single", "attention_guided", "vae"):

@@ -6,6 +6,8 @@ Every method is measured against the same reference — the engine's full fine-t
 * ``max_voting`` / ``soft_voting`` / ``weighted`` / ``stacking`` — combiners of the ``single``
   runs' saved probabilities (:mod:`funduslab.ensemble`); weights and the stacker are fitted on
   val (stacking out-of-fold), never on test. One ensemble over all seeds, so no seed spread.
+* ``tta`` — every ``single`` run re-evaluated with flip TTA (original + horizontal + vertical
+  flip, logits averaged) from its saved weights: no training, so it costs one prediction pass.
 * ``bagging`` / ``boosting`` — members trained on bootstrap resamples / AdaBoost sample weights
   (Breiman 1996; Freund & Schapire 1997), ``resampled_members`` members each.
 * ``attention_guided`` — the recipe plus the flip-consistent CAM loss
@@ -20,7 +22,8 @@ Every method is measured against the same reference — the engine's full fine-t
 
 The method with the best val course average F1 (threshold 0.5) is saved as ``<team>_task4.pt``:
 a single model's weights, or an ensemble bundle (every member's weights plus the fitted
-combiner; :func:`funduslab.ensemble.bundle.load_ensemble_bundle` reads it).
+combiner; :func:`funduslab.ensemble.bundle.load_ensemble_bundle` reads it). When ``tta`` wins,
+the file is the plain model: TTA is how it is run, so predict with ``funduslab predict --tta``.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ __all__ = ["TASK4_ROWS", "course_task4"]
 
 log = logging.getLogger(__name__)
 
-TASK4_ROWS = ["single", "max_voting", "soft_voting", "weighted", "stacking", "bagging",
+TASK4_ROWS = ["single", "tta", "max_voting", "soft_voting", "weighted", "stacking", "bagging",
               "boosting", "attention_guided", "vae", "vit", "swin"]
 _COMBINERS = ["max_voting", "soft_voting", "weighted", "stacking"]
 _TRANSFORMERS = {"vit": ("vit_small_patch16_224", "tiny_vit"),
@@ -200,7 +203,6 @@ def course_task4(
     start = source_start_weights(source, backbone, weights, out, quick, image_size, seeds[0])
     base = base_course_config(data, out, quick, backbone=backbone, weights=start,
                               image_size=image_size, epochs=epochs)
-    size = base["data"]["image_size"]
 
     transformer: dict[str, tuple[str, str, int]] = {}
     skipped: dict[str, str] = {}
@@ -245,6 +247,8 @@ def course_task4(
             results[row] = _combine(row, singles, out)
         elif row in ("bagging", "boosting"):
             results[row] = _resampled(row, base, seeds[0], resampled_members, out, quick)
+        elif row == "tta":
+            results[row] = _with_tta(singles, out, progress=not quick)
 
     best = _best_by_val(results)
     _save_best_weights(results[best], out, team)
@@ -275,6 +279,27 @@ def _combine(method: str, singles: list[Path], out: Path) -> MethodResult:
     if method in ("weighted", "stacking"):
         note += " (fitted on val)"
     return MethodResult(method, note, [run_dir], time.time() - started)
+
+
+def _with_tta(singles: list[Path], out: Path, progress: bool) -> MethodResult:
+    """Each single run's saved model, re-evaluated with flip TTA (``setup: none``, no training)."""
+    import yaml
+
+    from funduslab.ensemble.bundle import run_weights_file
+    from funduslab.training.runner import run
+
+    run_dirs = []
+    for i, single in enumerate(singles):
+        raw = yaml.safe_load((single / "config.yaml").read_text()) or {}
+        raw.pop("provenance", None)
+        raw["model"] = {**raw.get("model", {}), "weights": str(run_weights_file(single, raw))}
+        raw["train"] = {**raw.get("train", {}), "setup": "none", "tta": True}
+        raw["output"] = {**raw.get("output", {}), "out": str(out), "name": f"tta_{i}",
+                         "team": None, "task": None}
+        run_dirs.append(run(config_from_dict(raw), progress=progress))
+    seconds = sum(_run_seconds(d) for d in run_dirs)
+    return MethodResult("tta", f"the {len(singles)} single runs with flip TTA (no training)",
+                        run_dirs, seconds)
 
 
 def _resampled(method: str, base: dict[str, Any], seed: int, n: int, out: Path,
