@@ -15,8 +15,8 @@ runner = CliRunner()
 def test_help_lists_the_verbs():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for verb in ("synth", "data", "train", "predict", "pretrain", "suite", "demo", "explain",
-                 "ensemble", "generate", "patches"):
+    for verb in ("synth", "data", "train", "predict", "report", "pretrain", "suite", "demo",
+                 "explain", "ensemble", "generate", "patches"):
         assert verb in result.output
 
 

@@ -1,5 +1,5 @@
-"""``funduslab`` command line (Typer + Rich): synth, data, train, predict, pretrain, suite, demo,
-explain, ensemble, generate, patches.
+"""``funduslab`` command line (Typer + Rich): synth, data, train, predict, report, pretrain, suite,
+demo, explain, ensemble, generate, patches.
 
 Every training flag maps to one config field; ``--config`` reads a YAML file first and flags
 override it. User mistakes (missing files, bad CSVs, unknown names) print one red line naming the
@@ -138,9 +138,11 @@ from funduslab import (  # noqa: E402
     cli_generate,
     cli_patches,
     cli_predict,
+    cli_report,
     cli_train,
 )
 
 # Each verb group lives in its own module and attaches itself here.
-for _module in (cli_train, cli_predict, cli_ensemble, cli_explain, cli_generate, cli_patches):
+for _module in (cli_train, cli_predict, cli_report, cli_ensemble, cli_explain, cli_generate,
+                cli_patches):
     _module.register(app, console, _friendly)

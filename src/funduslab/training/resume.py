@@ -14,7 +14,8 @@ import yaml
 
 from funduslab.config import RunConfig, config_from_dict
 
-__all__ = ["EVALUATION_ONLY", "check_resumable", "config_differences", "is_finished"]
+__all__ = ["EVALUATION_ONLY", "check_resumable", "config_differences", "is_finished",
+           "recipe_fields"]
 
 #: Fields that change what happens after fitting (or where files go), not the weights.
 EVALUATION_ONLY = frozenset({
@@ -39,6 +40,11 @@ def _fields(cfg: RunConfig) -> dict[str, Any]:
     if flat.get("data.root"):
         flat["data.root"] = str(Path(flat["data.root"]).resolve())
     return flat
+
+
+def recipe_fields(cfg: RunConfig) -> dict[str, Any]:
+    """Every ``data``/``model``/``train`` field, flattened (``{"train.loss": "focal", …}``)."""
+    return _fields(cfg)
 
 
 def _training_fields(cfg: RunConfig) -> dict[str, Any]:
