@@ -78,6 +78,10 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         name: Optional[str] = typer.Option(None, help="Run folder name."),
         team: Optional[str] = typer.Option(None, help="Team name for <team>_task<k>-<j>.pt."),
         task: Optional[str] = typer.Option(None, help="Course task id, e.g. 1-3."),
+        cv: Optional[int] = typer.Option(
+            None, help="k-fold cross-validation over train+val (grouped by patient): k runs, "
+                       "out-of-fold scores as val, the fold models averaged on the test splits."),
+        fold_seed: int = typer.Option(0, help="Seed of the --cv fold assignment."),
     ) -> None:
         """Fit and evaluate one model; write a run folder."""
         flags = dict(locals())
@@ -86,7 +90,12 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
 
         overrides = _overrides(flags)
         cfg = load_config(config, overrides) if config else config_from_dict({}, overrides)
-        run_dir = run(cfg)
+        if cv is not None:
+            from funduslab.training.cross_validation import cross_validate
+
+            run_dir = cross_validate(cfg, folds=cv, fold_seed=fold_seed)
+        else:
+            run_dir = run(cfg)
         _print_run(console, run_dir)
 
     @app.command()

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "DataConfig",
@@ -46,6 +53,17 @@ class DataConfig(_Strict):
         None, description="generated-image folder (funduslab generate) added to the train split only"
     )
     extra_train_ratio: float = Field(1.0, ge=0, description="generated : real images in train")
+    folds: int = Field(0, ge=0, description="k-fold cross-validation over train+val, grouped by "
+                       "patient (0: the dataset's own splits); see funduslab.data.folds")
+    fold: int = Field(0, ge=0, description="the fold that is val when folds > 0")
+    fold_seed: int = Field(0, description="seed of the fold assignment (not of training)")
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> DataConfig:
+        if self.folds == 1 or (self.folds and self.fold >= self.folds):
+            raise ValueError(f"data.folds={self.folds}, data.fold={self.fold}: folds must be 0 "
+                             "(off) or ≥ 2, and fold in 0 … folds−1")
+        return self
 
 
 class ModelConfig(_Strict):

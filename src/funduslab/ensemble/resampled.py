@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from funduslab.config import RunConfig
-from funduslab.data.adapters import load_table
+from funduslab.data.folds import load_run_table
 from funduslab.ensemble.members import load_members
 from funduslab.ensemble.run_folder import write_ensemble_run
 from funduslab.registry import Registry
@@ -111,7 +111,7 @@ def _train_split(cfg: RunConfig) -> tuple[list[str], np.ndarray, list[str]]:
     if getattr(cfg.data, "extra_train", None) is not None:
         raise ValueError("bagging/boosting weight the dataset's own training images; "
                          "unset data.extra_train (generated images) in the base config")
-    table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
+    table = load_run_table(cfg)
     if table.task != "multilabel":
         raise ValueError(f"bagging/boosting support multi-label datasets; {table.source} is "
                          f"{table.task}")

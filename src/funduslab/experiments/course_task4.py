@@ -261,10 +261,10 @@ def course_task4(
 
 def config_and_train_ids(raw: dict[str, Any]) -> list[str]:
     """Ids of the training split the base config reads (sizes the VAE sample)."""
-    from funduslab.data.adapters import load_table
+    from funduslab.data.folds import load_run_table
 
     cfg = config_from_dict(raw)
-    table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
+    table = load_run_table(cfg)
     return table.split(cfg.data.train_split)["id"].astype(str).tolist()
 
 

@@ -150,6 +150,11 @@ def explain_run(
         raise ValueError(f"--attention: head {cfg.model.head!r} of {loaded.weights} has no "
                          "attention maps; use it with an attention head (e.g. mha, cbam)")
     table = load_table(cfg.data.adapter, Path(data_root or cfg.data.root), **cfg.data.options)
+    if cfg.data.folds:  # a cross-validation fold's run: its own train/val
+        from funduslab.data.folds import fold_table
+
+        table = fold_table(table, cfg.data.train_split, cfg.data.val_split, cfg.data.folds,
+                           cfg.data.fold, cfg.data.fold_seed)
     if table.task != "multilabel":
         raise ValueError(f"explain draws one map per label of a multi-label run; {run_dir} is "
                          f"a {table.task} run")

@@ -15,7 +15,7 @@ import lightning as L
 import numpy as np
 
 from funduslab.config import RunConfig, save_config
-from funduslab.data.adapters import load_table
+from funduslab.data.folds import load_run_table
 from funduslab.data.cache import ImageCache
 from funduslab.data.table import SampleTable
 from funduslab.metrics import multilabel_metrics, tune_thresholds
@@ -98,7 +98,7 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cfg.data.cache_dir or cfg.output.out / ".cache")
-    table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
+    table = load_run_table(cfg)
     cfg = resolve_task(cfg, table)  # task kind, grading loss/monitor/head → config.yaml
     check_resumable(run_dir, cfg)  # never resume checkpoints written under another config
     if is_finished(run_dir, cfg, weights_filename(cfg.output.team, cfg.output.task)):

@@ -151,6 +151,9 @@ def _from_run_folder(run_dir: Path) -> SavedModel:
     doc = _read_yaml(path)
     if "ensemble" in doc:
         return _from_bundle(ensemble_payload(run_dir), run_dir)
+    folds = (doc.get("provenance") or {}).get("cross_validation")
+    if folds:
+        return _from_cv_folder(run_dir, folds)
     train = doc.get("train") or {}
     fit = (read_metrics(run_dir).get("fit") or {}) if (run_dir / "metrics.json").is_file() else {}
     bf16 = (fit.get("precision") or train.get("precision")) == "bf16-mixed"
@@ -159,9 +162,31 @@ def _from_run_folder(run_dir: Path) -> SavedModel:
     return saved
 
 
+def _from_cv_folder(cv_dir: Path, info: dict) -> SavedModel:
+    """A cross-validation folder: its fold models, averaged (soft voting), as it predicted."""
+    from funduslab.ensemble.bundle import EnsembleModel
+
+    members = [_from_run_folder(cv_dir / str(name)) for name in info.get("fold_runs") or []]
+    if not members:
+        raise ValueError(f"{cv_dir}/config.yaml names no fold runs")
+    inputs = {(m.image_size, m.preprocess, tuple(m.label_names), m.task) for m in members}
+    if len(inputs) != 1 or members[0].task != "multilabel":
+        raise ValueError(f"{cv_dir}: the fold runs differ in input or labels {sorted(inputs)}")
+    first = members[0]
+    model = EnsembleModel([m.model for m in members],
+                          {"method": "soft_voting", "n_members": len(members)},
+                          first.label_names, info.get("thresholds"),
+                          [m.tta for m in members], [m.bf16 for m in members]).eval()
+    thresholds = info.get("thresholds") or [0.5] * len(first.label_names)
+    return SavedModel(model=model, source=cv_dir, label_names=first.label_names,
+                      thresholds=np.asarray(thresholds, dtype=np.float64),
+                      image_size=first.image_size, preprocess=first.preprocess,
+                      num_outputs=len(first.label_names), dual=any(m.dual for m in members))
+
+
 def load_saved_model(path: Path | str, device: str | torch.device = "cpu") -> SavedModel:
-    """Load a run folder (single model or ensemble), a funduslab weights file or an ensemble
-    bundle, in eval mode on ``device``.
+    """Load a run folder (single model, ensemble or cross-validation folds), a funduslab weights
+    file or an ensemble bundle, in eval mode on ``device``.
 
     Raises:
         FileNotFoundError: nothing at ``path``, or a run folder without config or weights.
