@@ -120,19 +120,26 @@ def predict_saved(
                          "dataset with pairs through funduslab train --setup none --weights "
                          "instead")
     model_tta = saved.tta if tta is None else bool(tta)
-    if isinstance(saved.model, EnsembleModel):
-        if tta is not None:
-            saved.model.member_tta = [bool(tta)] * len(saved.model.members)
+    ensemble = saved.model if isinstance(saved.model, EnsembleModel) else None
+    members_tta = list(ensemble.member_tta) if ensemble is not None else []
+    if ensemble is not None:
+        if tta is not None:  # for this call only; the loaded model keeps its runs' settings
+            ensemble.member_tta = [bool(tta)] * len(ensemble.members)
         model_tta = False
     pipeline = build_pipeline(saved.preprocess, saved.image_size)
     chunks = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        images = np.stack([decode_preprocessed(p, pipeline, saved.image_size) for p in chunk])
-        chunks.append(predict_logits(saved.model, images, batch_size=batch_size, tta=model_tta,
-                                     bf16=saved.bf16, device=device))
-        if progress is not None:
-            progress(start + len(chunk), len(paths))
+    try:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            images = np.stack([decode_preprocessed(p, pipeline, saved.image_size)
+                               for p in chunk])
+            chunks.append(predict_logits(saved.model, images, batch_size=batch_size,
+                                         tta=model_tta, bf16=saved.bf16, device=device))
+            if progress is not None:
+                progress(start + len(chunk), len(paths))
+    finally:
+        if ensemble is not None:
+            ensemble.member_tta = members_tta
     if not chunks:
         return np.zeros((0, saved.num_outputs), dtype=np.float32)
     return np.concatenate(chunks)
@@ -205,7 +212,7 @@ def write_prediction_folder(
         "formulation": saved.formulation,
         "image_size": saved.image_size,
         "preprocess": saved.preprocess,
-        "tta": saved.tta if tta is None else bool(tta),
+        "tta": _tta_record(saved, tta),
         "bf16": saved.bf16,
         "inputs": str(inputs.source),
         "images": len(inputs.ids),
@@ -217,6 +224,17 @@ def write_prediction_folder(
     atomic_write_text(out / "predict.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     log.info("wrote predictions for %d images to %s", len(inputs.ids), out)
     return out
+
+
+def _tta_record(saved: SavedModel, tta: bool | None) -> bool | list[bool]:
+    """Whether flips were averaged: one flag, or one per ensemble member."""
+    from funduslab.ensemble.bundle import EnsembleModel
+
+    if tta is not None:
+        return bool(tta)
+    if isinstance(saved.model, EnsembleModel):
+        return list(saved.model.member_tta)
+    return saved.tta
 
 
 def _fingerprint(paths: list[str]) -> str:
