@@ -10,7 +10,6 @@ formulation (cut points tuned on val for regression). All files are written atom
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -216,7 +215,7 @@ def write_prediction_folder(
         "bf16": saved.bf16,
         "inputs": str(inputs.source),
         "images": len(inputs.ids),
-        "images_fingerprint": _fingerprint(inputs.paths),
+        "images_fingerprint": _fingerprint(saved, inputs.paths),
         "seconds": round(float(seconds), 2),
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment_info(),
@@ -237,13 +236,11 @@ def _tta_record(saved: SavedModel, tta: bool | None) -> bool | list[bool]:
     return saved.tta
 
 
-def _fingerprint(paths: list[str]) -> str:
-    """SHA-256 over the images' file digests (as the decode cache), in order: which inputs
-    these predictions belong to."""
-    from funduslab.data.cache import file_digest
+def _fingerprint(saved: SavedModel, paths: list[str]) -> str:
+    """The decode cache's fingerprint of these images under the model's preprocessing: which
+    inputs the predictions belong to."""
+    from funduslab.data.cache import images_fingerprint
+    from funduslab.preprocess import build_pipeline
 
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(file_digest(path).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+    return images_fingerprint(paths, build_pipeline(saved.preprocess, saved.image_size),
+                              saved.image_size)
