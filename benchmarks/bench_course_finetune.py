@@ -29,6 +29,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--backbone", default="tf_efficientnet_lite0")
     ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (GPU: 4-8)")
     ap.add_argument("--target", type=float, default=0.80)
     args = ap.parse_args()
     data = course_root(args.data)
@@ -36,7 +37,8 @@ def main() -> int:
     for seed in [int(s) for s in args.seeds.split(",")]:
         t0 = time.time()
         cfg = config_from_dict({
-            "data": {"root": str(data), "image_size": args.image_size},
+            "data": {"root": str(data), "image_size": args.image_size,
+                     "num_workers": args.workers},
             "model": {"backbone": args.backbone, "weights": "imagenet"},
             "train": {"setup": "full", "epochs": args.epochs, "seed": seed},
             "output": {"out": args.out, "name": f"{args.backbone}_full_s{seed}"},

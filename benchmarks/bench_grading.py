@@ -30,13 +30,16 @@ def main() -> int:
     ap.add_argument("--formulation", default="regression")
     ap.add_argument("--sampler", default="class_sqrt")
     ap.add_argument("--dual", default="none")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (GPU: 4-8)")
     ap.add_argument("--target", type=float, default=0.60)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     results = dr_grading(Path(args.data), out=Path(args.out), seeds=seeds, epochs=args.epochs,
                          image_size=args.image_size, formulations=args.formulation,
                          study_formulation=args.formulation, preprocess="none",
-                         sampler=args.sampler, dual=args.dual)
+                         sampler=args.sampler, dual=args.dual,
+                         batch_size=args.batch_size, num_workers=args.workers)
     print(results.read_text())
     qwk = [json.loads((Path(args.out) / f"grading_{args.formulation}_none_s{s}" / "metrics.json")
                       .read_text())["splits"]["test"]["grading"]["quadratic_weighted_kappa"]

@@ -30,11 +30,14 @@ def main() -> int:
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--backbone", default="tf_efficientnet_lite0")
     ap.add_argument("--sampler", default="random")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (GPU: 4-8)")
     ap.add_argument("--target", type=float, default=0.90)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     results = screening(Path(args.data), out=Path(args.out), seeds=seeds, epochs=args.epochs,
-                        image_size=args.image_size, backbone=args.backbone, sampler=args.sampler)
+                        image_size=args.image_size, backbone=args.backbone, sampler=args.sampler,
+                        batch_size=args.batch_size, num_workers=args.workers)
     print(results.read_text())
     macro = [json.loads(p.read_text())["macro_auroc"]["value"]
              for p in sorted(Path(args.out).glob("screening_*_s*/long_tail.json"))

@@ -12,6 +12,7 @@ Each side runs one warm-up epoch, then ``--epochs`` timed epochs. Target (issue 
 images/s >= 2 x plain. Exits 1 on a miss.
 
     python benchmarks/bench_throughput.py --n 192 --epochs 2
+    python benchmarks/bench_throughput.py --n 800 --epochs 2 --workers 8   # on a GPU (auto)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from funduslab.losses import build_loss
 from funduslab.models.factory import build_model
 from funduslab.preprocess import build_pipeline
 from funduslab.training.data import ArrayDataset, build_augmentation
-from funduslab.training.fit import resolve_precision
+from funduslab.training.fit import resolve_accelerator, resolve_precision
 from funduslab.training.module import FitOptions, FundusTask
 
 
@@ -60,25 +61,29 @@ class PILDataset(Dataset):
         return self.tf(img), torch.as_tensor(self.labels[i], dtype=torch.float32)
 
 
-def plain_loop(paths, labels, batch, epochs) -> float:
+def plain_loop(paths, labels, batch, epochs, device: str, workers: int) -> float:
     torch.manual_seed(0)
     model = build_model(ModelConfig(backbone="tf_efficientnet_lite0", weights="imagenet"), 3).backbone
     head = torch.nn.Linear(model.num_features, 3)
-    net = torch.nn.Sequential(model, head)
+    net = torch.nn.Sequential(model, head).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    loader = DataLoader(PILDataset(paths, labels), batch_size=batch, shuffle=True, drop_last=True)
+    loader = DataLoader(PILDataset(paths, labels), batch_size=batch, shuffle=True, drop_last=True,
+                        num_workers=workers, persistent_workers=workers > 0)
     seen, elapsed = 0, 0.0
     for epoch in range(epochs + 1):
         t0 = time.perf_counter()
         n = 0
         net.train()
         for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             opt.zero_grad()
             loss = loss_fn(net(x), y)
             loss.backward()
             opt.step()
             n += len(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
         if epoch > 0:  # epoch 0 is warm-up
             seen += n
             elapsed += time.perf_counter() - t0
@@ -99,7 +104,8 @@ class _EpochTimer(L.Callback):
         self.times.append((time.perf_counter() - self._t0, self._n))
 
 
-def engine_loop(paths, labels, batch, epochs, cache_dir: Path, channels_last: bool) -> float:
+def engine_loop(paths, labels, batch, epochs, cache_dir: Path, channels_last: bool,
+                accelerator: str, workers: int) -> float:
     L.seed_everything(0, verbose=False)
     images = cached_images(paths, build_pipeline("none", 256), 256, cache_dir)
     model = build_model(ModelConfig(backbone="tf_efficientnet_lite0", weights="imagenet"), 3)
@@ -110,9 +116,10 @@ def engine_loop(paths, labels, batch, epochs, cache_dir: Path, channels_last: bo
                                  channels_last=channels_last, warmup_epochs=0),
                       head_params=list(model.head.parameters()))
     loader = DataLoader(ArrayDataset(images, labels, build_augmentation("light", 256)),
-                        batch_size=batch, shuffle=True, drop_last=True)
+                        batch_size=batch, shuffle=True, drop_last=True,
+                        num_workers=workers, persistent_workers=workers > 0)
     timer = _EpochTimer()
-    trainer = L.Trainer(accelerator="cpu", precision=resolve_precision("auto", "cpu"),
+    trainer = L.Trainer(accelerator=accelerator, precision=resolve_precision("auto", accelerator),
                         max_epochs=epochs + 1, callbacks=[timer], logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
@@ -128,20 +135,27 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up")
     ap.add_argument("--cache", default="runs/.cache")
+    ap.add_argument("--accelerator", default="auto", help="auto | cpu | gpu (both loops use it)")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for both loops")
     ap.add_argument("--target", type=float, default=2.0)
     args = ap.parse_args()
+    accel = resolve_accelerator(args.accelerator)
+    device = "cuda" if accel == "gpu" else "cpu"
     root = course_root(args.data)
     frame = pd.read_csv(root / "train.csv").head(args.n)
     paths = [root / "images" / "train" / i for i in frame["id"]]
     labels = frame[["D", "G", "A"]].to_numpy(np.float32)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"precision {resolve_precision('auto', 'cpu')}, {args.n} images, batch {args.batch}")
-    plain = plain_loop(paths, labels, args.batch, args.epochs)
+    where = (torch.cuda.get_device_name() if device == "cuda"
+             else f"{torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {where}, precision {resolve_precision('auto', accel)}, "
+          f"{args.n} images, batch {args.batch}, {args.workers} workers")
+    plain = plain_loop(paths, labels, args.batch, args.epochs, device, args.workers)
     print(f"plain PyTorch loop (PIL decode each epoch, fp32): {plain:.2f} images/s", flush=True)
     results = {}
     for cl in (False, True):
-        results[cl] = engine_loop(paths, labels, args.batch, args.epochs, Path(args.cache), cl)
-        print(f"funduslab engine (cache, {resolve_precision('auto', 'cpu')}, channels_last={cl}): "
+        results[cl] = engine_loop(paths, labels, args.batch, args.epochs, Path(args.cache), cl,
+                                  accel, args.workers)
+        print(f"funduslab engine (cache, {resolve_precision('auto', accel)}, channels_last={cl}): "
               f"{results[cl]:.2f} images/s", flush=True)
     best = max(results.values())
     ratio = best / plain

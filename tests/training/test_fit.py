@@ -58,3 +58,16 @@ def test_rerunning_a_finished_fit_trains_nothing_more(tmp_path: Path, one_torch_
         torch.testing.assert_close(a, b)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["epoch"] == 2
+
+
+def test_auto_precision_follows_the_gpu(monkeypatch) -> None:
+    """bf16 where the GPU has it (no loss scaler), fp16 on older GPUs; explicit choices stay."""
+    from funduslab.training import fit
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert fit.resolve_precision("auto", "gpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert fit.resolve_precision("auto", "gpu") == "16-mixed"
+    assert fit.resolve_precision("32", "gpu") == "32"
+    assert fit.resolve_precision("auto", "cpu") in ("bf16-mixed", "32")

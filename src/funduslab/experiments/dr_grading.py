@@ -64,6 +64,7 @@ def dr_grading(
     preprocess: str = ALL_PREPROCESS, study_formulation: str = "ce", two_stage: bool = False,
     source_adapter: str = "aptos", source_epochs: int = 5, sampler: str = "random",
     split_seed: int = 0, test_split: str = "test", dual: str = "none", setup: str = "full",
+    batch_size: int = 32, num_workers: int = 0,
 ) -> Path:
     """Run the DR-grading benchmark; return the path of ``results.md``.
 
@@ -105,10 +106,11 @@ def dr_grading(
         raise ValueError("two_stage=true needs --source <folder> (APTOS layout or ODIR-5K grades)")
     size = 64 if quick else image_size
     base = {
-        "data": {"adapter": adapter, "root": str(data), "options": options, "image_size": size},
+        "data": {"adapter": adapter, "root": str(data), "options": options, "image_size": size,
+                 "num_workers": num_workers},
         "model": {"backbone": backbone, "weights": weights, "dual": dual},
         "train": {"setup": setup, "task": "grading", "epochs": 2 if quick else epochs,
-                  "batch_size": 8 if quick else 32, "monitor": "quadratic_kappa",
+                  "batch_size": 8 if quick else batch_size, "monitor": "quadratic_kappa",
                   "sampler": sampler},
         "output": {"out": str(out), "figures": not quick},
     }

@@ -33,6 +33,7 @@ def screening(
     labels: str = DEFAULT_ODIR5K_LABELS, backbone: str = "tf_efficientnet_lite0",
     weights: str = "imagenet", image_size: int = 256, epochs: int = 12, sampler: str = "random",
     split_seed: int = 0, rare_below: int = 10, test_split: str = "test",
+    batch_size: int = 32, num_workers: int = 0,
 ) -> Path:
     """Run the screening benchmark; return the path of ``results.md``.
 
@@ -53,10 +54,10 @@ def screening(
                          "pass --opt test_split=<name>")
     base = {
         "data": {"adapter": adapter, "root": str(data), "options": options,
-                 "image_size": 64 if quick else image_size},
+                 "image_size": 64 if quick else image_size, "num_workers": num_workers},
         "model": {"backbone": backbone, "weights": weights},
         "train": {"setup": "full", "epochs": 2 if quick else epochs,
-                  "batch_size": 8 if quick else 32, "monitor": "macro_auroc",
+                  "batch_size": 8 if quick else batch_size, "monitor": "macro_auroc",
                   "tune_thresholds": True, "sampler": sampler},
         "output": {"out": str(out), "figures": not quick},
     }

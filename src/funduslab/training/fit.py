@@ -44,11 +44,17 @@ def resolve_accelerator(requested: str) -> str:
 
 
 def resolve_precision(requested: str, accelerator: str) -> str:
-    """``auto`` → ``16-mixed`` on GPU, ``bf16-mixed`` on CPUs with native bf16, else ``32``."""
+    """``auto`` → mixed precision where the hardware does it natively, else ``32``.
+
+    GPUs with bf16 (Ampere and later) get ``bf16-mixed``: it has fp32's range, so no loss scaler
+    and no overflowed steps. Older GPUs get ``16-mixed``; CPUs with AVX-512-BF16 or AMX get
+    ``bf16-mixed``.
+    """
     if requested != "auto":
         return requested
     if accelerator == "gpu":
-        return "16-mixed"
+        return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() \
+            else "16-mixed"
     cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
         torch.cpu, "_is_amx_tile_supported", lambda: False
     )()
