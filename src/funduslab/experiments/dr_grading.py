@@ -83,6 +83,8 @@ def dr_grading(
         setup: Transfer setup of every single-stage row: ``full`` fine-tuning, or ``frozen``
             (a head on cached ImageNet features: a preprocessing study in minutes instead of
             hours on a CPU, at the price of measuring what the pipelines do to fixed features).
+        batch_size: Training batch (quick mode: 8).
+        num_workers: DataLoader workers; 0 on a 2-core CPU, 4–8 on a GPU machine.
 
     Raises:
         ValueError: unknown formulation/preprocess name, a table without grades or without the

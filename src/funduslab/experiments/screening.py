@@ -42,6 +42,8 @@ def screening(
         split_seed: Seed of the patient-level split (``odir5k``); the same for every model seed,
             so seeds vary only the fit.
         rare_below: Labels with fewer training positives are flagged in the report.
+        batch_size: Training batch (quick mode: 8).
+        num_workers: DataLoader workers; 0 on a 2-core CPU, 4–8 on a GPU machine.
     """
     seeds = seeds or [0, 1, 2]
     options: dict = {}
