@@ -73,6 +73,12 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     vae = yaml.safe_load((out / "vae_s1" / "config.yaml").read_text())
     assert vae["data"]["extra_train"] and vae["data"]["extra_train_ratio"] == 0.25
     assert (out / "vae" / "contact_sheet.png").is_file()
+    # the vae row's CPU s counts the VAE's recorded fit + sampling time on top of its run's
+    made = json.loads((out / "vae" / "generated.json").read_text())["seconds"]
+    assert made["fit"] > 0 and made["sample"] >= 0
+    vae_run_s = sum(json.loads((out / f"vae_s{s}" / "metrics.json").read_text())
+                    ["timing_s"]["total"] for s in (0, 1))
+    assert float(_row(text, "vae")[7]) == pytest.approx(vae_run_s + sum(made.values()), abs=1.5)
     # the best row by val is bold; a single-model winner's weights are saved and reload
     best = next(ln for ln in text.splitlines() if ln.startswith("| **"))
     winner = best.split("**")[1]

@@ -29,6 +29,7 @@ the file is the plain model: TTA is how it is run, so predict with ``funduslab p
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import math
 import shutil
@@ -114,8 +115,10 @@ def _transformer_weights_problem(timm_name: str, weights: str, size: int) -> str
 
 
 def _vae_folder(data: Path, out: Path, quick: bool, ratio: float, n_train: int, size: int,
-                epochs: int, seed: int) -> Path:
-    """Generated images for the ``vae`` row (reused when already written)."""
+                epochs: int, seed: int) -> tuple[Path, float]:
+    """Generated images for the ``vae`` row (reused when already written) and the seconds their
+    VAE took to fit and sample, as ``generated.json`` records them (0 for a folder from before
+    the record existed), so a reused folder still costs its row what it cost to make."""
     from funduslab.generate.mixing import read_generated
     from funduslab.generate.train_vae import VAETraining
     from funduslab.generate.workflow import generate_from_dataset
@@ -126,13 +129,23 @@ def _vae_folder(data: Path, out: Path, quick: bool, ratio: float, n_train: int, 
     try:
         if len(read_generated(folder, ["D", "G", "A"])) >= round(ratio * n_train):
             log.info("reusing generated images in %s", folder)
-            return folder
+            return folder, _generation_seconds(folder)
     except (FileNotFoundError, ValueError):
         pass
     generate_from_dataset(data, folder, image_size=32 if quick else size, per_class=per_class,
                           classes=classes, training=VAETraining(epochs=1 if quick else epochs,
                                                                 seed=seed))
-    return folder
+    return folder, _generation_seconds(folder)
+
+
+def _generation_seconds(folder: Path) -> float:
+    from funduslab.generate.sample import GENERATED_META
+
+    meta = json.loads((folder / GENERATED_META).read_text())
+    seconds = meta.get("seconds") or {}
+    if not seconds:
+        log.warning("%s records no generation time; the vae row's CPU s omits the VAE", folder)
+    return float(sum(seconds.values()))
 
 
 def _method_variants(consistency: float, vae_folder: str | None, vae_ratio: float,
@@ -218,11 +231,10 @@ def course_task4(
                 transformer[row] = (name, t_weights, t_size)
     vae_folder, vae_seconds = None, 0.0
     if "vae" in wanted:
-        started = time.time()
         n_train = len(config_and_train_ids(base))
-        vae_folder = str(_vae_folder(data, out, quick, vae_ratio, n_train, vae_size, vae_epochs,
-                                     seeds[0]))
-        vae_seconds = time.time() - started
+        folder, vae_seconds = _vae_folder(data, out, quick, vae_ratio, n_train, vae_size,
+                                          vae_epochs, seeds[0])
+        vae_folder = str(folder)
     variants = _method_variants(consistency, vae_folder, vae_ratio, transformer)
 
     results: dict[str, MethodResult] = {}

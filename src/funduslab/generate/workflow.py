@@ -17,6 +17,7 @@ Use it in a training run with ``data.extra_train: <out>`` (and ``data.extra_trai
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,17 +103,21 @@ def generate_from_dataset(
                            **(arch_options or {}))
     log.info("fitting a conditional VAE on %d %s images (%d px, %d epochs)", len(images),
              train_split, image_size, training.epochs)
+    started = time.perf_counter()
     fit = fit_vae(images, targets, arch, training, progress=progress)
+    fit_seconds = time.perf_counter() - started
     provenance = {"data_source": table.source, "train_split": train_split,
                   "preprocess": preprocess, "training": training_dict(training)}
     checkpoint = save_vae(out / "vae.pt", fit.model, table.label_names, provenance)
     if fit.history:
         atomic_write_text(out / "vae_history.csv", pd.DataFrame(fit.history).to_csv(index=False))
+    started = time.perf_counter()
     gen_images, gen_targets, tags = sample_per_class(fit.model, wanted, per_class,
                                                      training.seed, temperature)
+    seconds = {"fit": round(fit_seconds, 1), "sample": round(time.perf_counter() - started, 1)}
     write_generated(out, gen_images, gen_targets, table.label_names, tags,
                     {**provenance, "seed": training.seed, "temperature": temperature,
-                     "checkpoint": checkpoint.name})
+                     "checkpoint": checkpoint.name, "seconds": seconds})
     sheet = real_vs_generated_sheet(out / "contact_sheet.png", images, targets, gen_images,
                                     gen_targets, wanted)
     return GenerateResult(out, checkpoint, sheet, len(gen_images), fit.history)
