@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from funduslab.training.context import RunContext, SplitData
 from funduslab.training.data import ArrayDataset, build_augmentation
+from funduslab.training.fit import resolve_accelerator
 from funduslab.training.sample_weights import build_train_sampler
 
 __all__ = ["eval_loader", "train_loader"]
@@ -46,5 +47,6 @@ def _loader(dataset: Dataset, ctx: RunContext, shuffle: bool, sampler=None,
         drop_last=drop_last and len(dataset) > batch,
         num_workers=workers,
         persistent_workers=workers > 0,
+        pin_memory=resolve_accelerator(ctx.cfg.train.accelerator) == "gpu",  # async copies
         generator=generator,
     )
