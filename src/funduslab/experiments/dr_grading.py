@@ -9,8 +9,9 @@ linear / unweighted Cohen's kappa and accuracy, mean ± std over seeds:
 2. a preprocessing study — the same model under every pipeline of
    :data:`funduslab.preprocess.NAMED_PIPELINES` (none, FOV crop, CLAHE, crop + CLAHE,
    Ben Graham, Ben Graham + Gaussian blur, unsharp mask; Graham, Kaggle DR 2015 report);
-3. with ``two_stage=true``: stage 1 on ``source`` (APTOS layout or ODIR-5K grades), stage 2 on
-   the target, both stages' kappas reported next to the one-stage baseline.
+3. with ``two_stage=true``: stage 1 on ``source`` (APTOS layout or ODIR-5K grades — or a
+   multi-label set such as the ODIR course split's D/G/A, whose backbone alone carries over),
+   stage 2 on the target, both stages' scores reported next to the one-stage baseline.
 
 Every epoch is selected on validation quadratic kappa; regression cut points are tuned on
 validation only, so the test split is untouched by every choice.
@@ -172,9 +173,11 @@ def _render(rows, results, study, seeds, adapter, backbone, split, two_stage,
         tables.append(f"## {title}\n\n" + markdown_table(header, body))
     if two_stage:
         dirs = results["grading_two_stage"]
-        stage1 = [read_metrics(d)["fit"]["source_stage"]["best_score"] for d in dirs]
+        stages = [read_metrics(d)["fit"]["source_stage"] for d in dirs]
+        stage1 = [s["best_score"] for s in stages]
+        metric = stages[0]["monitor"].replace("val_", "val ").replace("_", " ")
         base = results[f"grading_{study}_none"] if f"grading_{study}_none" in results else None
-        body = [["stage 1 (source)", source_adapter, "val quadratic κ (source)", mean_std(stage1)],
+        body = [["stage 1 (source)", source_adapter, f"{metric} (source)", mean_std(stage1)],
                 ["stage 2 (target)", adapter, f"{split} quadratic κ",
                  _scores(dirs, split)[0]]]
         if base:
