@@ -5,6 +5,7 @@ Target (issue 8): macro AUROC >= 0.90 on test, mean of the seeds. Prints per-lab
 
     python benchmarks/bench_screening.py --seeds 0,1,2 --out runs/bench_screening
     python benchmarks/bench_screening.py --seeds 0 --epochs 4 --image-size 192   # one CPU session
+    python benchmarks/bench_screening.py --setup frozen --dual concat --epochs 30  # fellow eye
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import verdict
-from funduslab.experiments.screening import screening
+from funduslab.experiments.screening import screening, screening_run_name
 
 
 def main() -> int:
@@ -32,16 +33,20 @@ def main() -> int:
     ap.add_argument("--sampler", default="random")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (GPU: 4-8)")
+    ap.add_argument("--setup", default="full", choices=["full", "frozen"])
+    ap.add_argument("--dual", default="none", help="fellow-eye fusion: none | concat | mean | "
+                                                   "attention")
     ap.add_argument("--target", type=float, default=0.90)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     results = screening(Path(args.data), out=Path(args.out), seeds=seeds, epochs=args.epochs,
                         image_size=args.image_size, backbone=args.backbone, sampler=args.sampler,
-                        batch_size=args.batch_size, num_workers=args.workers)
+                        batch_size=args.batch_size, num_workers=args.workers,
+                        setup=args.setup, dual=args.dual)
     print(results.read_text())
-    macro = [json.loads(p.read_text())["macro_auroc"]["value"]
-             for p in sorted(Path(args.out).glob("screening_*_s*/long_tail.json"))
-             if int(p.parent.name.rsplit("_s", 1)[1]) in seeds]
+    stem = screening_run_name(args.backbone, args.setup, args.dual)
+    macro = [json.loads((Path(args.out) / f"{stem}_s{s}" / "long_tail.json").read_text())
+             ["macro_auroc"]["value"] for s in seeds]
     mean = float(np.mean(macro))
     return verdict(mean >= args.target, f"macro AUROC mean {mean:.4f} over {len(macro)} seed(s) "
                                         f"vs target {args.target}")

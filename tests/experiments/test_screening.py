@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import yaml
+
 from funduslab.data.synthetic_layouts import write_layout
-from funduslab.experiments.screening import screening
+from funduslab.experiments.screening import screening, screening_run_name
 
 
 def test_screening_quick_writes_long_tail_report(tmp_path: Path):
@@ -20,3 +23,18 @@ def test_screening_quick_writes_long_tail_report(tmp_path: Path):
     assert [r["name"] for r in rep["labels"]] == ["N", "D", "C"]
     cfg = (run_dir / "config.yaml").read_text()
     assert "macro_auroc" in cfg  # selected on validation macro AUROC
+
+
+def test_screening_frozen_fellow_eye_rows_have_their_own_folders(tmp_path: Path):
+    data = write_layout("odir5k", tmp_path / "odir5k", n=120, seed=3, size=64)
+    out = tmp_path / "runs"
+    results = screening(data, out=out, quick=True, seeds=[0], backbone="tiny_cnn",
+                        weights="none", labels="N,D,C", setup="frozen", dual="concat")
+    assert "a head on frozen features" in results.read_text()
+    assert "`concat` fusion" in results.read_text()
+    run_dir = out / f"{screening_run_name('tiny_cnn', 'frozen', 'concat')}_s0"
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["train"]["setup"] == "frozen" and saved["model"]["dual"] == "concat"
+    assert (run_dir / "long_tail.json").is_file()
+    with pytest.raises(ValueError, match="setup must be"):
+        screening(data, out=out, quick=True, setup="partial")

@@ -21,9 +21,15 @@ from funduslab.reporting.longtail import long_tail_report, render_long_tail
 from funduslab.reporting.run_folder import read_metrics, read_predictions, write_json
 from funduslab.reporting.tables import markdown_table, mean_std
 
-__all__ = ["screening"]
+__all__ = ["screening", "screening_run_name"]
 
 DEFAULT_ODIR5K_LABELS = "N,D,C,H,M"  # G and A have too few positives in odir5k-source
+
+
+def screening_run_name(backbone: str, setup: str = "full", dual: str = "none") -> str:
+    """Run-folder stem of one screening recipe (seed suffix ``_s<k>`` added by the runner)."""
+    return (f"screening_{backbone}" + ("" if setup == "full" else f"_{setup}")
+            + ("" if dual == "none" else f"_{dual}"))
 
 
 @PRESETS.register("screening")
@@ -33,7 +39,7 @@ def screening(
     labels: str = DEFAULT_ODIR5K_LABELS, backbone: str = "tf_efficientnet_lite0",
     weights: str = "imagenet", image_size: int = 256, epochs: int = 12, sampler: str = "random",
     split_seed: int = 0, rare_below: int = 10, test_split: str = "test",
-    batch_size: int = 32, num_workers: int = 0,
+    batch_size: int = 32, num_workers: int = 0, setup: str = "full", dual: str = "none",
 ) -> Path:
     """Run the screening benchmark; return the path of ``results.md``.
 
@@ -44,8 +50,18 @@ def screening(
         rare_below: Labels with fewer training positives are flagged in the report.
         batch_size: Training batch (quick mode: 8).
         num_workers: DataLoader workers; 0 on a 2-core CPU, 4–8 on a GPU machine.
+        setup: ``full`` fine-tuning, or ``frozen`` (a head on cached ImageNet features: minutes
+            per seed on a CPU).
+        dual: ``model.dual`` fusion (``concat`` / ``mean`` / ``attention``): each ODIR-5K eye is
+            seen beside its fellow eye, which carries the patient-level signs (diabetes,
+            hypertension); ``none``: single images.
+
+    Raises:
+        ValueError: a missing test split or a setup other than ``full`` / ``frozen``.
     """
     seeds = seeds or [0, 1, 2]
+    if setup not in ("full", "frozen"):
+        raise ValueError(f"setup must be 'full' or 'frozen', got {setup!r}")
     options: dict = {}
     if adapter == "odir5k":
         options = {"labels": [s.strip() for s in labels.split(",") if s.strip()],
@@ -57,13 +73,14 @@ def screening(
     base = {
         "data": {"adapter": adapter, "root": str(data), "options": options,
                  "image_size": 64 if quick else image_size, "num_workers": num_workers},
-        "model": {"backbone": backbone, "weights": weights},
-        "train": {"setup": "full", "epochs": 2 if quick else epochs,
+        "model": {"backbone": backbone, "weights": weights, "dual": dual},
+        "train": {"setup": setup, "epochs": 2 if quick else epochs,
                   "batch_size": 8 if quick else batch_size, "monitor": "macro_auroc",
                   "tune_thresholds": True, "sampler": sampler},
         "output": {"out": str(out), "figures": not quick},
     }
-    variant = Variant(name=f"screening_{backbone}", note=f"{backbone}, {weights} weights")
+    variant = Variant(name=screening_run_name(backbone, setup, dual),
+                      note=f"{backbone}, {weights} weights, setup {setup}, dual {dual}")
     [(_, run_dirs)] = run_variants(base, [variant], seeds, team=team, progress=not quick)
 
     names = table.label_names
@@ -78,12 +95,14 @@ def screening(
                                n_boot=200 if quick else 1000)
         write_json(run_dir / "long_tail.json", rep)
         reports.append(rep)
-    atomic_write_text(Path(out) / "results.md",
-                      _render(reports, run_dirs, seeds, names, adapter, labels, backbone, test_split))
+    text = _render(reports, run_dirs, seeds, names, adapter, labels, backbone, test_split, setup,
+                   dual)
+    atomic_write_text(Path(out) / "results.md", text)
     return Path(out) / "results.md"
 
 
-def _render(reports, run_dirs, seeds, names, adapter, labels, backbone, split) -> str:
+def _render(reports, run_dirs, seeds, names, adapter, labels, backbone, split, setup="full",
+            dual="none") -> str:
     macro = [r["macro_auroc"]["value"] for r in reports]
     micro = [r["micro_auroc"]["value"] for r in reports]
     per_label = [[n, mean_std([r["labels"][k]["auroc"] for r in reports])]
@@ -97,7 +116,11 @@ def _render(reports, run_dirs, seeds, names, adapter, labels, backbone, split) -
     what = f"labels {labels}" if adapter == "odir5k" else "every label column"
     return (
         f"# Many-label screening — {adapter}, {what}\n\n"
-        f"Backbone {backbone}; epoch chosen on val macro AUROC; seeds "
+        f"Backbone {backbone}, "
+        + ("full fine-tuning" if setup == "full" else "a head on frozen features") + ", "
+        + ("single images" if dual == "none"
+           else f"each eye beside its fellow eye (`{dual}` fusion)")
+        + f"; epoch chosen on val macro AUROC; seeds "
         f"{', '.join(map(str, seeds))}; split {split} (patient-level).\n\n"
         + summary + "\n" + label_table + "\n"
         + render_long_tail(reports[0], f"Long tail, seed {seeds[0]} ({split})")
