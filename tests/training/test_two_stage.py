@@ -12,6 +12,7 @@ from funduslab.data.adapters import load_table
 from funduslab.data.synthetic_layouts import write_layout
 from funduslab.experiments.dr_grading import dr_grading
 from funduslab.models.checkpoints import load_funduslab_checkpoint
+from funduslab.reporting.tables import mean_std
 from funduslab.training.grading import resolve_task
 from funduslab.training.two_stage import source_stage_config
 
@@ -64,6 +65,8 @@ def test_dr_grading_two_stage_from_a_multilabel_source(layouts, tmp_path: Path):
     assert stage1["task"] == "multilabel" and stage1["labels"] == ["D", "G", "A"]
     assert stage1["monitor"] == "val_course_average_f1" and stage1["data_fingerprint"]
     assert (run_dir / "source_stage" / "history.csv").is_file()
-    assert "quadratic_weighted_kappa" in metrics["splits"]["test"]["grading"]
+    kappas = [metrics["splits"][s]["grading"]["quadratic_weighted_kappa"] for s in ("test", "val")]
+    row = next(line for line in text.splitlines() if line.startswith("| stage 2 (target)"))
+    assert row.endswith(f"| {mean_std(kappas[:1])} | {mean_std(kappas[1:])} |")
     state, _ = load_funduslab_checkpoint(next(run_dir.glob("*.pt")))
     assert state["head.rank_bias"].shape == (4,)  # the target's CORAL head (K − 1), not D/G/A's

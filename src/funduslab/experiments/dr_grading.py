@@ -154,6 +154,12 @@ def _scores(run_dirs: list[Path], split: str) -> list[str]:
     return [mean_std([m[key] for m in metrics]) for _, key in _KAPPAS]
 
 
+def _val_qwk(run_dirs: list[Path]) -> str:
+    val = [read_metrics(d)["splits"]["val"]["grading"]["quadratic_weighted_kappa"]
+           for d in run_dirs if "val" in read_metrics(d)["splits"]]
+    return mean_std(val)
+
+
 def _render(rows, results, study, seeds, adapter, backbone, split, two_stage,
             source_adapter, recipe: str = "") -> str:
     header = ["formulation", "preprocess", *[f"test {name}" for name, _ in _KAPPAS],
@@ -165,9 +171,7 @@ def _render(rows, results, study, seeds, adapter, backbone, split, two_stage,
             if row_kind != kind:
                 continue
             dirs = results[f"grading_{form}_{pipe}"]
-            val = [read_metrics(d)["splits"]["val"]["grading"]["quadratic_weighted_kappa"]
-                   for d in dirs if "val" in read_metrics(d)["splits"]]
-            body.append([form, pipe, *_scores(dirs, split), mean_std(val)])
+            body.append([form, pipe, *_scores(dirs, split), _val_qwk(dirs)])
         title = ("Formulations (no preprocessing)" if kind == "formulation"
                  else f"Preprocessing study (formulation {study})")
         tables.append(f"## {title}\n\n" + markdown_table(header, body))
@@ -177,14 +181,14 @@ def _render(rows, results, study, seeds, adapter, backbone, split, two_stage,
         stage1 = [s["best_score"] for s in stages]
         metric = stages[0]["monitor"].replace("val_", "val ").replace("_", " ")
         base = results[f"grading_{study}_none"] if f"grading_{study}_none" in results else None
-        body = [["stage 1 (source)", source_adapter, f"{metric} (source)", mean_std(stage1)],
-                ["stage 2 (target)", adapter, f"{split} quadratic κ",
-                 _scores(dirs, split)[0]]]
+        body = [["stage 1 (source)", source_adapter, f"{metric} (source)", mean_std(stage1), ""],
+                ["stage 2 (target)", adapter, f"{split} quadratic κ", _scores(dirs, split)[0],
+                 _val_qwk(dirs)]]
         if base:
             body.append(["one stage (baseline)", adapter, f"{split} quadratic κ",
-                         _scores(base, split)[0]])
+                         _scores(base, split)[0], _val_qwk(base)])
         tables.append(f"## Two-stage transfer (formulation {study})\n\n" + markdown_table(
-            ["stage", "data", "metric", "mean ± std"], body))
+            ["stage", "data", "metric", "mean ± std", "val quadratic κ"], body))
     return (
         f"# DR grading — {adapter}, {backbone}\n\n"
         f"Grades 0–4. {recipe}Epoch chosen on validation quadratic-weighted kappa; regression "
