@@ -155,9 +155,8 @@ def _scores(run_dirs: list[Path], split: str) -> list[str]:
 
 
 def _val_qwk(run_dirs: list[Path]) -> str:
-    val = [read_metrics(d)["splits"]["val"]["grading"]["quadratic_weighted_kappa"]
-           for d in run_dirs if "val" in read_metrics(d)["splits"]]
-    return mean_std(val)
+    splits = [read_metrics(d)["splits"] for d in run_dirs]
+    return mean_std([s["val"]["grading"]["quadratic_weighted_kappa"] for s in splits if "val" in s])
 
 
 def _render(rows, results, study, seeds, adapter, backbone, split, two_stage,
