@@ -55,6 +55,12 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     delta = float(cells[6].split()[0])
     assert delta == pytest.approx(100 * (_test_f1(out / "ensembles" / "soft_voting")
                                          - reference), abs=0.01)
+    # results.json holds the same figures, machine-readable, and names the same val-best row
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["reference"] == pytest.approx(reference)
+    assert summary["rows"]["soft_voting"]["offsite_test"] == \
+        [pytest.approx(_test_f1(out / "ensembles" / "soft_voting"))]
+    assert len(summary["rows"]["vae"]["val"]) == 2
     # the tta row re-evaluates each single run's weights with flips, training nothing
     tta = yaml.safe_load((out / "tta_0" / "config.yaml").read_text())
     assert tta["train"]["setup"] == "none" and tta["train"]["tta"] is True
@@ -82,6 +88,7 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     # the best row by val is bold; a single-model winner's weights are saved and reload
     best = next(ln for ln in text.splitlines() if ln.startswith("| **"))
     winner = best.split("**")[1]
+    assert summary["best_by_val"] == winner
     weights = out / "demo_task4.pt"
     if winner in ("single", "attention_guided", "vae"):
         model = model_from_checkpoint(weights)

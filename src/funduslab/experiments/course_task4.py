@@ -177,7 +177,8 @@ def course_task4(
     consistency: float = 0.5, vae_ratio: float = 0.5, vae_size: int = 128, vae_epochs: int = 30,
     transformer_weights: str = "imagenet", transformer_size: int = 224,
 ) -> Path:
-    """Run the Task 4 methods; write ``<out>/results.md``; return its path.
+    """Run the Task 4 methods; write ``<out>/results.md`` (and its figures as ``results.json``);
+    return the Markdown file's path.
 
     Args:
         data: Course data folder (``odir_course`` layout).
@@ -265,9 +266,10 @@ def course_task4(
     best = _best_by_val(results)
     _save_best_weights(results[best], out, team)
     text = _render(results, wanted, best, base, seeds)
+    atomic_write_text(out / "results.json", json.dumps(_summary(results, wanted, best), indent=2))
     path = out / "results.md"
     atomic_write_text(path, text)
-    log.info("wrote %s", path)
+    log.info("wrote %s and results.json", path)
     return path
 
 
@@ -361,6 +363,22 @@ def _save_best_weights(result: MethodResult, out: Path, team: str) -> Path:
     tmp.replace(target)
     log.info("saved %s (from %s)", target, chosen)
     return target
+
+
+def _summary(results: dict[str, MethodResult], order: list[str], best: str) -> dict[str, Any]:
+    """``results.md``'s figures per row, machine-readable (``benchmarks/bench_task4.py`` reads
+    them): per-run course average F1 at 0.5 on val and offsite test, tuned on test, CPU s."""
+    rows: dict[str, Any] = {}
+    for row in order:
+        r = results[row]
+        rows[row] = {"skipped": r.skipped, "note": r.note,
+                     "runs": [str(d) for d in r.run_dirs], "seconds": round(r.seconds, 1),
+                     "val": _scores(r.run_dirs, "val"),
+                     TEST_SPLIT: _scores(r.run_dirs, TEST_SPLIT),
+                     f"{TEST_SPLIT}_tuned": _scores(r.run_dirs, TEST_SPLIT, "tuned_thresholds")}
+    reference = float(np.mean(rows["single"][TEST_SPLIT]))
+    return {"metric": "course_average_f1", "test_split": TEST_SPLIT, "best_by_val": best,
+            "reference": reference, "rows": rows}
 
 
 def _render(results: dict[str, MethodResult], order: list[str], best: str,
