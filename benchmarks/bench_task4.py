@@ -39,12 +39,17 @@ def main() -> int:
     ap.add_argument("--rows", default="", help="preset rows (empty: all)")
     ap.add_argument("--members", default="", help="globs of finished single runs to reuse")
     ap.add_argument("--team", default="funduslab")
+    ap.add_argument("--backbone", default="tf_efficientnet_lite0")
+    ap.add_argument("--weights", default="imagenet")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke check: the preset's tiny settings (e.g. on `funduslab synth` data "
+                         "with --backbone tiny_cnn --weights none); its figures mean nothing")
     ap.add_argument("--target", type=float, default=1.5, help="points over the reference")
     args = ap.parse_args()
     data = course_root(args.data)
-    course_task4(data, team=args.team, out=Path(args.out),
+    course_task4(data, team=args.team, out=Path(args.out), quick=args.quick,
                  seeds=[int(s) for s in args.seeds.split(",")], rows=args.rows,
-                 members=args.members)
+                 members=args.members, backbone=args.backbone, weights=args.weights)
     summary = json.loads((Path(args.out) / "results.json").read_text())
     reference, test = summary["reference"], summary["test_split"]
     print(f"{'method':<18} {'runs':>4} {'val':>17} {test:>17} {'Δ pt':>7} {'CPU min':>8}")
