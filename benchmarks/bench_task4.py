@@ -21,14 +21,7 @@ import numpy as np
 
 from _common import course_root, verdict
 from funduslab.experiments.course_task4 import course_task4
-
-
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+from funduslab.reporting.tables import mean_std
 
 
 def main() -> int:
@@ -59,8 +52,9 @@ def main() -> int:
             print(f"{name:<18} skipped: {row['skipped']}")
             continue
         deltas[name] = 100 * (float(np.mean(row[test])) - reference)
-        print(f"{name:<18} {len(row['runs']):>4} {_fmt(row['val']):>17} {_fmt(row[test]):>17} "
-              f"{deltas[name]:>+7.2f} {row['seconds'] / 60:>8.1f}")
+        val, tst = mean_std(row["val"]), mean_std(row[test])
+        print(f"{name:<18} {len(row['runs']):>4} {val:>17} {tst:>17} {deltas[name]:>+7.2f} "
+              f"{row['seconds'] / 60:>8.1f}")
     best = summary["best_by_val"]
     test_best = max(deltas, key=deltas.get)
     print(f"reference (single mean) {reference:.4f}; test-best row {test_best} "
