@@ -7,7 +7,8 @@ is printed beside it for reporting only. Runs (or, for finished run folders, reu
 `course-task4` preset, prints each row's figures and exits 1 on a miss.
 
     python benchmarks/bench_task4.py --seeds 0,1,2 --out runs/task4 \
-        --rows single,tta,max_voting,soft_voting,weighted,stacking,attention_guided,vae
+        --rows single,tta,max_voting,soft_voting,weighted,stacking,tta_soft_voting,tta_weighted,\
+        tta_stacking,tta_max_voting,attention_guided,vae
 """
 
 from __future__ import annotations

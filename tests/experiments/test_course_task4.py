@@ -31,7 +31,8 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     out = tmp_path / "runs"
     results = course_task4(synth_course, team="demo", out=out, quick=True, seeds=[0, 1],
                            backbone="tiny_cnn", weights="none",
-                           rows="tta,soft_voting,weighted,stacking,max_voting,attention_guided,vae",
+                           rows="tta,soft_voting,weighted,stacking,max_voting,tta_soft_voting,"
+                                "tta_stacking,attention_guided,vae",
                            consistency=0.3, vae_ratio=0.25)
     assert PRESETS.get("course-task4") is course_task4
     text = results.read_text()
@@ -73,6 +74,24 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     flipped = predict_saved(load_saved_model(out / "single_s0"), inputs.paths, tta=True)
     np.testing.assert_allclose(saved.loc[inputs.ids, prob_cols].to_numpy(),
                                1 / (1 + np.exp(-flipped)), atol=2e-5)
+    # the tta_* rows combine the TTA re-evaluations, not the plain single runs
+    tta_soft = pd.read_csv(out / "ensembles" / "tta_soft_voting" / "predictions"
+                           / "offsite_test.csv").set_index("id")
+    tta_members = [pd.read_csv(out / f"tta_{i}" / "predictions" / "offsite_test.csv")
+                   .set_index("id").loc[tta_soft.index, prob_cols].to_numpy() for i in (0, 1)]
+    np.testing.assert_allclose(tta_soft[prob_cols].to_numpy(), np.mean(tta_members, 0),
+                               atol=1e-5)
+    assert not np.allclose(tta_soft[prob_cols].to_numpy(),
+                           soft.set_index("id").loc[tta_soft.index, prob_cols].to_numpy(),
+                           atol=1e-4)
+    stack = yaml.safe_load((out / "ensembles" / "tta_stacking" / "config.yaml").read_text())
+    assert sorted(Path(m).name for m in stack["ensemble"]["members"]) == ["tta_0", "tta_1"]
+    assert summary["rows"]["tta_soft_voting"]["seconds"] >= summary["rows"]["tta"]["seconds"]
+    from funduslab.ensemble.bundle import load_ensemble_bundle, save_ensemble_bundle
+
+    bundle = load_ensemble_bundle(save_ensemble_bundle(out / "ensembles" / "tta_soft_voting",
+                                                       tmp_path / "tta_soft.pt"))
+    assert bundle.member_tta == [True, True]  # the saved ensemble flips as its members did
     # the trained rows carry their option into config.yaml
     guided = yaml.safe_load((out / "attention_guided_s0" / "config.yaml").read_text())
     assert guided["train"]["attention_consistency"] == 0.3
@@ -90,7 +109,7 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     winner = best.split("**")[1]
     assert summary["best_by_val"] == winner
     weights = out / "demo_task4.pt"
-    if winner in ("single", "attention_guided", "vae"):
+    if winner in ("single", "tta", "attention_guided", "vae"):
         model = model_from_checkpoint(weights)
     else:  # an ensemble winner is saved as one bundle: members + fitted combiner
         from funduslab.ensemble.bundle import load_ensemble_bundle

@@ -8,6 +8,8 @@ Every method is measured against the same reference — the engine's full fine-t
   val (stacking out-of-fold), never on test. One ensemble over all seeds, so no seed spread.
 * ``tta`` — every ``single`` run re-evaluated with flip TTA (original + horizontal + vertical
   flip, logits averaged) from its saved weights: no training, so it costs one prediction pass.
+* ``tta_max_voting`` / ``tta_soft_voting`` / ``tta_weighted`` / ``tta_stacking`` — the same
+  combiners over the ``tta`` re-evaluations: flip TTA inside each member, then the ensemble.
 * ``bagging`` / ``boosting`` — members trained on bootstrap resamples / AdaBoost sample weights
   (Breiman 1996; Freund & Schapire 1997), ``resampled_members`` members each.
 * ``attention_guided`` — the recipe plus the flip-consistent CAM loss
@@ -57,9 +59,10 @@ __all__ = ["TASK4_ROWS", "course_task4"]
 
 log = logging.getLogger(__name__)
 
-TASK4_ROWS = ["single", "tta", "max_voting", "soft_voting", "weighted", "stacking", "bagging",
-              "boosting", "attention_guided", "vae", "vit", "swin"]
 _COMBINERS = ["max_voting", "soft_voting", "weighted", "stacking"]
+_TTA_COMBINERS = [f"tta_{c}" for c in _COMBINERS]
+TASK4_ROWS = ["single", "tta", *_COMBINERS, *_TTA_COMBINERS, "bagging", "boosting",
+              "attention_guided", "vae", "vit", "swin"]
 _TRANSFORMERS = {"vit": ("vit_small_patch16_224", "tiny_vit"),
                  "swin": ("swin_tiny_patch4_window7_224", "tiny_swin")}
 
@@ -255,13 +258,21 @@ def course_task4(
                 seconds += vae_seconds
             results[row] = MethodResult(row, variant.note, run_dirs, seconds)
     singles = results["single"].run_dirs
+    tta: MethodResult | None = None
     for row in wanted:
         if row in _COMBINERS:
             results[row] = _combine(row, singles, out)
         elif row in ("bagging", "boosting"):
             results[row] = _resampled(row, base, seeds[0], resampled_members, out, quick)
-        elif row == "tta":
-            results[row] = _with_tta(singles, out, progress=not quick)
+        elif row == "tta" or row in _TTA_COMBINERS:
+            tta = tta or _with_tta(singles, out, progress=not quick)
+            if row == "tta":
+                results[row] = tta
+            else:  # its CPU s: the TTA passes + combining
+                combined = _combine(row.removeprefix("tta_"), tta.run_dirs, out, name=row,
+                                    note_extra=" with flip TTA")
+                combined.seconds += tta.seconds
+                results[row] = combined
 
     best = _best_by_val(results)
     _save_best_weights(results[best], out, team)
@@ -282,17 +293,21 @@ def config_and_train_ids(raw: dict[str, Any]) -> list[str]:
     return table.split(cfg.data.train_split)["id"].astype(str).tolist()
 
 
-def _combine(method: str, singles: list[Path], out: Path) -> MethodResult:
+def _combine(method: str, singles: list[Path], out: Path, name: str = "",
+             note_extra: str = "") -> MethodResult:
+    """Combine finished runs' saved probabilities with ``method`` into ``ensembles/<name>``
+    (``name`` defaults to the method; the ``tta_*`` rows pass the TTA re-evaluations)."""
     from funduslab.ensemble import load_members, write_ensemble_run
 
+    name = name or method
     if len(singles) < 2:
-        return MethodResult(method, "", skipped="needs ≥ 2 single runs (seeds or members)")
+        return MethodResult(name, "", skipped="needs ≥ 2 single runs (seeds or members)")
     started = time.time()
-    run_dir = write_ensemble_run(load_members(singles), method, out / "ensembles" / method)
-    note = f"{method.replace('_', ' ')} of the {len(singles)} single runs"
+    run_dir = write_ensemble_run(load_members(singles), method, out / "ensembles" / name)
+    note = f"{method.replace('_', ' ')} of the {len(singles)} single runs{note_extra}"
     if method in ("weighted", "stacking"):
         note += " (fitted on val)"
-    return MethodResult(method, note, [run_dir], time.time() - started)
+    return MethodResult(name, note, [run_dir], time.time() - started)
 
 
 def _with_tta(singles: list[Path], out: Path, progress: bool) -> MethodResult:
