@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -38,3 +40,30 @@ def test_screening_frozen_fellow_eye_rows_have_their_own_folders(tmp_path: Path)
     assert (run_dir / "long_tail.json").is_file()
     with pytest.raises(ValueError, match="setup must be"):
         screening(data, out=out, quick=True, setup="partial")
+
+
+def test_screening_preprocessing_ensemble_soft_votes_one_model_per_pipeline(tmp_path: Path):
+    data = write_layout("odir5k", tmp_path / "odir5k", n=120, seed=3, size=64)
+    out = tmp_path / "runs"
+    results = screening(data, out=out, quick=True, seeds=[0], backbone="tiny_cnn",
+                        weights="none", labels="N,D,C", setup="frozen",
+                        preprocess="none|ben_graham")
+    plain = out / f"{screening_run_name('tiny_cnn', 'frozen')}_s0"
+    graham = out / f"{screening_run_name('tiny_cnn', 'frozen', preprocess='ben_graham')}_s0"
+    ens = out / f"{screening_run_name('tiny_cnn', 'frozen', preprocess='none|ben_graham')}_s0"
+    assert ens.name == "screening_tiny_cnn_frozen_ens_none_ben_graham_s0"
+    assert yaml.safe_load((graham / "config.yaml").read_text())["data"]["preprocess"] == \
+        "ben_graham"
+    cols = ["p_N", "p_D", "p_C"]
+    members = [pd.read_csv(d / "predictions" / "test.csv").set_index("id") for d in (plain, graham)]
+    voted = pd.read_csv(ens / "predictions" / "test.csv").set_index("id")
+    assert not np.allclose(members[0][cols], members[1].loc[members[0].index, cols], atol=1e-3)
+    np.testing.assert_allclose(voted[cols].to_numpy(),
+                               (members[0].loc[voted.index, cols].to_numpy()
+                                + members[1].loc[voted.index, cols].to_numpy()) / 2, atol=1e-5)
+    # the reported figures are the ensemble's; each member's are listed beside them
+    rep = json.loads((ens / "long_tail.json").read_text())
+    assert [r["name"] for r in rep["labels"]] == ["N", "D", "C"]
+    text = results.read_text()
+    assert f"{rep['macro_auroc']['value']:.4f}" in text
+    assert "| `none` |" in text and "| `ben_graham` |" in text

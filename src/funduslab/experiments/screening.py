@@ -26,10 +26,21 @@ __all__ = ["screening", "screening_run_name"]
 DEFAULT_ODIR5K_LABELS = "N,D,C,H,M"  # G and A have too few positives in odir5k-source
 
 
-def screening_run_name(backbone: str, setup: str = "full", dual: str = "none") -> str:
-    """Run-folder stem of one screening recipe (seed suffix ``_s<k>`` added by the runner)."""
+def screening_run_name(backbone: str, setup: str = "full", dual: str = "none",
+                       preprocess: str = "none") -> str:
+    """Run-folder stem of one screening recipe (seed suffix ``_s<k>`` added by the runner).
+
+    ``preprocess`` is one pipeline, or several joined by ``|`` for their soft-voting ensemble.
+    """
+    pipes = _pipelines(preprocess)
+    tag = "" if pipes == ["none"] else "_" + ("ens_" if len(pipes) > 1 else "") + "_".join(
+        p.replace("+", "-").replace(",", "-") for p in pipes)
     return (f"screening_{backbone}" + ("" if setup == "full" else f"_{setup}")
-            + ("" if dual == "none" else f"_{dual}"))
+            + ("" if dual == "none" else f"_{dual}") + tag)
+
+
+def _pipelines(preprocess: str) -> list[str]:
+    return [p.strip() for p in preprocess.split("|") if p.strip()] or ["none"]
 
 
 @PRESETS.register("screening")
@@ -40,6 +51,7 @@ def screening(
     weights: str = "imagenet", image_size: int = 256, epochs: int = 12, sampler: str = "random",
     split_seed: int = 0, rare_below: int = 10, test_split: str = "test",
     batch_size: int = 32, num_workers: int = 0, setup: str = "full", dual: str = "none",
+    preprocess: str = "none",
 ) -> Path:
     """Run the screening benchmark; return the path of ``results.md``.
 
@@ -55,6 +67,11 @@ def screening(
         dual: ``model.dual`` fusion (``concat`` / ``mean`` / ``attention``): each ODIR-5K eye is
             seen beside its fellow eye, which carries the patient-level signs (diabetes,
             hypertension); ``none``: single images.
+        preprocess: ``data.preprocess`` pipeline (``docs`` list the named ones). Several joined
+            by ``|`` (``none|ben_graham``) train one model per pipeline and per seed, and the
+            reported model is, per seed, the soft vote of those models (average probability):
+            the pipelines show different evidence (Ben Graham's local contrast brings out
+            lesions; the plain image keeps colour), so their errors differ.
 
     Raises:
         ValueError: a missing test split or a setup other than ``full`` / ``frozen``.
@@ -79,9 +96,24 @@ def screening(
                   "tune_thresholds": True, "sampler": sampler},
         "output": {"out": str(out), "figures": not quick},
     }
-    variant = Variant(name=screening_run_name(backbone, setup, dual),
-                      note=f"{backbone}, {weights} weights, setup {setup}, dual {dual}")
-    [(_, run_dirs)] = run_variants(base, [variant], seeds, team=team, progress=not quick)
+    pipes = _pipelines(preprocess)
+    members: dict[str, list[Path]] = {}
+    for pipe in pipes:
+        base["data"]["preprocess"] = pipe
+        variant = Variant(name=screening_run_name(backbone, setup, dual, pipe),
+                          note=f"{backbone}, {weights} weights, setup {setup}, dual {dual}, "
+                               f"preprocess {pipe}")
+        [(_, members[pipe])] = run_variants(base, [variant], seeds, team=team,
+                                            progress=not quick)
+    if len(pipes) == 1:
+        run_dirs = members[pipes[0]]
+    else:  # per seed, the soft vote of the pipelines' models
+        from funduslab.ensemble import load_members, write_ensemble_run
+
+        stem = screening_run_name(backbone, setup, dual, preprocess)
+        run_dirs = [write_ensemble_run(load_members([members[p][i] for p in pipes]),
+                                       "soft_voting", Path(out) / f"{stem}_s{seed}")
+                    for i, seed in enumerate(seeds)]
 
     names = table.label_names
     truth = table.split(test_split).set_index("id")[names]
@@ -97,8 +129,30 @@ def screening(
         reports.append(rep)
     text = _render(reports, run_dirs, seeds, names, adapter, labels, backbone, test_split, setup,
                    dual)
+    if len(pipes) > 1:
+        text += _members_table(members, test_split, names, truth)
     atomic_write_text(Path(out) / "results.md", text)
     return Path(out) / "results.md"
+
+
+def _members_table(members: dict[str, list[Path]], split: str, names: list[str],
+                   truth) -> str:
+    """Each pipeline's own macro AUROC (val, test), beside the ensemble's in the report."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = []
+    for pipe, dirs in members.items():
+        test = []
+        for d in dirs:
+            ids, probs = read_predictions(d, split, names)
+            y = truth.loc[ids].to_numpy(dtype=int)
+            test.append(float(np.mean([roc_auc_score(y[:, k], probs[:, k])
+                                       for k in range(len(names)) if 0 < y[:, k].sum() < len(y)])))
+        val = [read_metrics(d)["splits"].get("val", {}).get("threshold_0.5", {})
+               .get("macro_auroc", float("nan")) for d in dirs]
+        rows.append([f"`{pipe}`", mean_std(val), mean_std(test)])
+    return ("\n## Ensemble members (one model per preprocessing pipeline and seed)\n\n"
+            + markdown_table(["preprocess", "val macro AUROC", f"{split} macro AUROC"], rows))
 
 
 def _render(reports, run_dirs, seeds, names, adapter, labels, backbone, split, setup="full",
