@@ -67,11 +67,11 @@ def screening(
         dual: ``model.dual`` fusion (``concat`` / ``mean`` / ``attention``): each ODIR-5K eye is
             seen beside its fellow eye, which carries the patient-level signs (diabetes,
             hypertension); ``none``: single images.
-        preprocess: ``data.preprocess`` pipeline (``docs`` list the named ones). Several joined
-            by ``|`` (``none|ben_graham``) train one model per pipeline and per seed, and the
-            reported model is, per seed, the soft vote of those models (average probability):
-            the pipelines show different evidence (Ben Graham's local contrast brings out
-            lesions; the plain image keeps colour), so their errors differ.
+        preprocess: ``data.preprocess`` pipeline (``funduslab.preprocess.NAMED_PIPELINES``,
+            e.g. ``ben_graham``). Several joined by ``|`` (``none|ben_graham``) train one model
+            per pipeline and seed; the reported model is, per seed, their soft vote (average
+            probability). The pipelines show different evidence (Ben Graham's local contrast
+            brings out lesions; the plain image keeps colour), so their errors differ.
 
     Raises:
         ValueError: a missing test split or a setup other than ``full`` / ``frozen``.
