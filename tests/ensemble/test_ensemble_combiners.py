@@ -90,6 +90,22 @@ def test_weighted_f1_grid_is_at_least_the_best_member_on_val():
     assert w.val_score_ == pytest.approx(ens)
 
 
+def test_weighted_validation_predictions_are_out_of_fold():
+    P, y = _members()
+    w = WeightedAveraging(cv=4).fit(P, y)
+    assert w.oof_proba_.shape == y.shape
+    # each held-out fold is the weighted mean under weights fit on the other three folds
+    from sklearn.model_selection import KFold
+
+    for fit_idx, held in KFold(4, shuffle=True, random_state=0).split(np.arange(y.shape[0])):
+        part = WeightedAveraging(cv=0).fit(P[:, fit_idx], y[fit_idx])
+        np.testing.assert_allclose(w.oof_proba_[held], part.predict_proba(P[:, held]))
+        assert not hasattr(part, "oof_proba_")
+    # in-sample log loss is the minimum over the simplex; out-of-fold cannot beat it
+    assert log_loss(y.ravel(), w.oof_proba_.ravel()) >= w.val_score_ - 1e-9
+    assert not hasattr(WeightedAveraging(weights=[1, 1, 1]).fit(P), "oof_proba_")
+
+
 def test_weighted_fixed_weights_are_normalised_and_validated():
     P, _ = _members()
     w = WeightedAveraging(weights=[2, 1, 1]).fit(P)

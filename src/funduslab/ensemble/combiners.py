@@ -18,6 +18,9 @@ Classifiers*, Wiley 2014):
   exhaustive simplex grid of step ``1 / grid_steps``. Both also score every single member
   (a simplex vertex) and keep the best, so the ensemble is never worse than the best member on
   validation by construction. Ties go to the first candidate (uniform weights are tried first).
+  Because the weights are chosen on validation, its validation predictions are out-of-fold
+  (``cv`` folds: weights fit on the other folds), as for stacking: an in-sample validation score
+  would win every comparison on validation by construction.
 * ``stacking`` (Wolpert, Neural Networks 1992) — per class, a meta-model (logistic regression on
   the members' logits, or gradient boosting) fit on validation probabilities; the validation
   predictions it reports are out-of-fold (``cross_val_predict``, stratified ``cv`` folds), so
@@ -37,7 +40,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_is_fitted
 
 from funduslab.metrics import course_average_f1
@@ -169,15 +172,17 @@ class WeightedAveraging(_Combiner):
         objective: ``"log_loss"`` (minimise, SLSQP) or ``"course_average_f1"`` (maximise, grid).
         grid_steps: Grid resolution for ``course_average_f1`` (weights are multiples of 1/steps).
         weights: Fixed weights (normalised to sum 1); ``fit`` then learns nothing. Used by boosting.
+        cv: Folds for the out-of-fold validation predictions (``oof_proba_``); 0 turns them off.
     """
 
     _OBJECTIVES = ("log_loss", "course_average_f1")
 
     def __init__(self, objective: str = "log_loss", grid_steps: int = 10,
-                 weights: list[float] | None = None) -> None:
+                 weights: list[float] | None = None, cv: int = 5) -> None:
         self.objective = objective
         self.grid_steps = grid_steps
         self.weights = weights
+        self.cv = cv
 
     def fit(self, P: Any, y: Any = None) -> WeightedAveraging:
         P = check_member_probs(P)
@@ -193,6 +198,21 @@ class WeightedAveraging(_Combiner):
         if self.objective not in self._OBJECTIVES:
             raise ValueError(f"objective must be one of {self._OBJECTIVES}; got {self.objective!r}")
         t = _check_targets(y, P)
+        self.weights_, self.val_score_ = self._search(P, t)
+        log.info("weighted ensemble: weights %s, val %s %.4f", np.round(self.weights_, 3),
+                 self.objective, self.val_score_)
+        n = P.shape[1]
+        if int(self.cv) >= 2 and n >= int(self.cv):
+            oof = np.empty(P.shape[1:], dtype=np.float64)
+            folds = KFold(int(self.cv), shuffle=True, random_state=0)
+            for fit_idx, held in folds.split(np.arange(n)):
+                w, _ = self._search(P[:, fit_idx], t[fit_idx])
+                oof[held] = np.tensordot(w, P[:, held], axes=1)
+            self.oof_proba_ = oof
+        return self
+
+    def _search(self, P: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float]:
+        """The best weights on ``(P, t)`` and their objective value."""
         M = P.shape[0]
         vertices = list(np.eye(M))
         if self.objective == "log_loss":
@@ -211,12 +231,8 @@ class WeightedAveraging(_Combiner):
             scores = [course_average_f1(t, (np.tensordot(w, P, axes=1) >= 0.5).astype(int))
                       for w in candidates]
         best = int(np.argmax(scores))  # first maximum: uniform, then optimiser/grid, then members
-        self.weights_ = np.asarray(candidates[best], dtype=np.float64)
         sign = -1.0 if self.objective == "log_loss" else 1.0
-        self.val_score_ = sign * float(scores[best])
-        log.info("weighted ensemble: weights %s, val %s %.4f", np.round(self.weights_, 3),
-                 self.objective, self.val_score_)
-        return self
+        return np.asarray(candidates[best], dtype=np.float64), sign * float(scores[best])
 
     def predict_proba(self, P: Any) -> np.ndarray:
         P = self._check_predict(P)
