@@ -130,27 +130,19 @@ def screening(
     text = _render(reports, run_dirs, seeds, names, adapter, labels, backbone, test_split, setup,
                    dual)
     if len(pipes) > 1:
-        text += _members_table(members, test_split, names, truth)
+        text += _members_table(members, test_split)
     atomic_write_text(Path(out) / "results.md", text)
     return Path(out) / "results.md"
 
 
-def _members_table(members: dict[str, list[Path]], split: str, names: list[str],
-                   truth) -> str:
+def _members_table(members: dict[str, list[Path]], split: str) -> str:
     """Each pipeline's own macro AUROC (val, test), beside the ensemble's in the report."""
-    from sklearn.metrics import roc_auc_score
+    def macro(d: Path, name: str) -> float:
+        entry = read_metrics(d)["splits"].get(name, {}).get("threshold_0.5", {})
+        return float(entry.get("macro_auroc", float("nan")))
 
-    rows = []
-    for pipe, dirs in members.items():
-        test = []
-        for d in dirs:
-            ids, probs = read_predictions(d, split, names)
-            y = truth.loc[ids].to_numpy(dtype=int)
-            test.append(float(np.mean([roc_auc_score(y[:, k], probs[:, k])
-                                       for k in range(len(names)) if 0 < y[:, k].sum() < len(y)])))
-        val = [read_metrics(d)["splits"].get("val", {}).get("threshold_0.5", {})
-               .get("macro_auroc", float("nan")) for d in dirs]
-        rows.append([f"`{pipe}`", mean_std(val), mean_std(test)])
+    rows = [[f"`{pipe}`", mean_std([macro(d, "val") for d in dirs]),
+             mean_std([macro(d, split) for d in dirs])] for pipe, dirs in members.items()]
     return ("\n## Ensemble members (one model per preprocessing pipeline and seed)\n\n"
             + markdown_table(["preprocess", "val macro AUROC", f"{split} macro AUROC"], rows))
 
