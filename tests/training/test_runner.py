@@ -131,6 +131,39 @@ def test_frozen_setup_keeps_backbone_and_uses_feature_cache(synth_course: Path, 
         torch.testing.assert_close(v, w, msg=k)
 
 
+def test_frozen_run_evaluates_on_cached_features_without_rerunning_the_backbone(
+    synth_course: Path, tmp_path: Path, monkeypatch
+):
+    from funduslab.data.adapters import load_table
+    from funduslab.models.classifier import FundusModel
+    from funduslab.models.factory import model_from_checkpoint
+    from funduslab.training.predict import predict_probabilities
+    from funduslab.training.runner import decode_splits
+
+    first = run(tiny_config(synth_course, tmp_path, "s0", setup="frozen", epochs=2), progress=False)
+    # The cached-feature predictions are the saved model's predictions on the images.
+    model = model_from_checkpoint(first / "unit_task1-3.pt")
+    cfg = tiny_config(synth_course, tmp_path, "s0", setup="frozen", epochs=2)
+    splits, _ = decode_splits(load_table("odir_course", synth_course), cfg, tmp_path / "cache")
+    for name in ("val", "offsite_test", "onsite_test"):
+        saved = pd.read_csv(first / "predictions" / f"{name}.csv")[["p_D", "p_G", "p_A"]]
+        np.testing.assert_allclose(predict_probabilities(model, splits[name].images),
+                                   saved.to_numpy(), atol=2e-5)
+    # Every split's features are cached now: another seed fits and evaluates without a backbone.
+    def no_backbone(self, x):
+        raise AssertionError("the backbone ran although every split's features were cached")
+
+    monkeypatch.setattr(FundusModel, "forward_features", no_backbone)
+    second = run(tiny_config(synth_course, tmp_path, "s1", setup="frozen", epochs=2, seed=1),
+                 progress=False)
+    assert (second / "submission.csv").is_file()
+    metrics = json.loads((second / "metrics.json").read_text())
+    assert set(metrics["splits"]) == {"train", "val", "offsite_test"}
+    a = pd.read_csv(first / "predictions" / "offsite_test.csv")[["p_D", "p_G", "p_A"]]
+    b = pd.read_csv(second / "predictions" / "offsite_test.csv")[["p_D", "p_G", "p_A"]]
+    assert not np.allclose(a.to_numpy(), b.to_numpy())  # the seed changed the head
+
+
 def test_none_setup_evaluates_a_saved_model_unchanged(full_run: Path, synth_course: Path, tmp_path):
     cfg = tiny_config(synth_course, tmp_path, "none", setup="none")
     cfg.model.weights = str(full_run / "unit_task1-3.pt")

@@ -10,6 +10,13 @@ unweighted head learns the majority grade and validation kappa never leaves 0.
 Dual-image models (:class:`~funduslab.models.dual.DualFundusModel`) use the same per-image pooled
 features: each sample is ``(features[i], features[partner[i]])`` ``(2, C)`` and the fusion and
 head train on it (the fusion's parameters, e.g. attention scores, train with the head).
+
+Evaluation reuses the cache too (:func:`cached_split_logits`): the backbone is fixed, so the
+logits of every split are the head applied to its cached features. Re-running the backbone over
+every split (twice per eye for a dual model) used to be most of a frozen run's time. Features
+are extracted in the precision the run evaluates in
+(:func:`~funduslab.training.fit.evaluation_bf16`), so the run folder's predictions match what
+the saved model gives on the same images.
 """
 
 from __future__ import annotations
@@ -27,26 +34,31 @@ from torch.utils.data import DataLoader, TensorDataset
 from funduslab.models.classifier import FundusModel
 from funduslab.models.dual import DualFundusModel
 from funduslab.training.context import RunContext, SplitData
-from funduslab.training.fit import fit_task
+from funduslab.training.fit import evaluation_bf16, fit_task
 from funduslab.training.module import FitOptions, task_class
 from funduslab.training.sample_weights import build_train_sampler
 
-__all__ = ["extract_features", "fit_head_on_features"]
+__all__ = ["cached_split_logits", "extract_features", "fit_head_on_features"]
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
 def extract_features(
-    model: FundusModel, images: np.ndarray, batch_size: int = 32, feature_map: bool = False
+    model: FundusModel, images: np.ndarray, batch_size: int = 32, feature_map: bool = False,
+    bf16: bool | None = None,
 ) -> torch.Tensor:
-    """Backbone features of ``(N, S, S, 3)`` uint8 images: pooled ``(N, C)`` or the map."""
+    """Backbone features of ``(N, S, S, 3)`` uint8 images: pooled ``(N, C)`` or the map.
+
+    ``bf16``: run under bfloat16 autocast; ``None`` → where the CPU does it natively.
+    """
+    bf16 = _cpu_bf16() if bf16 is None else bf16
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.array(images[start : start + batch_size]))  # copy: cache is read-only
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_cpu_bf16()):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             f = model.forward_features(x)
         out.append((f if feature_map else model.pool(f)).float())
     return torch.cat(out)
@@ -58,14 +70,15 @@ def _cpu_bf16() -> bool:
 
 def _cached(ctx: RunContext, model: FundusModel, split: SplitData, feature_map: bool) -> torch.Tensor:
     m = ctx.cfg.model
+    bf16 = evaluation_bf16(ctx.cfg.train)
     key = hashlib.sha256(
         f"{ctx.data_fingerprint}|{split.name}|{m.backbone}|{m.weights}|{_weights_stamp(m.weights)}|"
-        f"{feature_map}|{ctx.cfg.data.image_size}|v1".encode()
+        f"{feature_map}|{ctx.cfg.data.image_size}|bf16={bf16}|v2".encode()
     ).hexdigest()[:20]
     path = Path(ctx.cache_dir) / f"features-{key}.pt"
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
-    feats = extract_features(model, split.images, ctx.cfg.train.batch_size, feature_map)
+    feats = extract_features(model, split.images, ctx.cfg.train.batch_size, feature_map, bf16)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(feats, tmp)
@@ -135,3 +148,22 @@ def fit_head_on_features(
     model.backbone.eval()
     return {**info, "feature_extraction_s": round(extract_s, 2),
             "head_fit_s": round(time.perf_counter() - t1, 2)}
+
+
+@torch.no_grad()
+def cached_split_logits(ctx: RunContext, model: FundusModel) -> dict[str, np.ndarray]:
+    """Logits ``(N, K)`` of every split from its cached backbone features (frozen setup only).
+
+    Splits the fit did not need (test, unlabelled) are extracted once here and cached as well,
+    so another seed or head on the same data runs no backbone at all.
+    """
+    feature_map = bool(getattr(model.head, "needs_feature_map", False))
+    head_net = _HeadOnly(model, feature_map).eval()
+    out: dict[str, np.ndarray] = {}
+    for name, split in ctx.splits.items():
+        feats = _cached(ctx, model, split, feature_map)
+        if isinstance(model, DualFundusModel):
+            feats = _paired(feats, split)
+        chunks = [head_net(feats[i : i + 256]).float() for i in range(0, len(feats), 256)]
+        out[name] = torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
+    return out

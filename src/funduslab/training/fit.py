@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader
 from funduslab.config import TrainConfig, atomic_write_text
 from funduslab.training.module import FundusTask
 
-__all__ = ["HistoryWriter", "fit_task", "resolve_accelerator", "resolve_precision"]
+__all__ = [
+    "HistoryWriter", "evaluation_bf16", "fit_task", "resolve_accelerator", "resolve_precision",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,13 @@ def resolve_precision(requested: str, accelerator: str) -> str:
         torch.cpu, "_is_amx_tile_supported", lambda: False
     )()
     return "bf16-mixed" if cpu_bf16 else "32"
+
+
+def evaluation_bf16(train_cfg: TrainConfig) -> bool:
+    """Whether a run evaluates (and a frozen run extracts features) under bfloat16 autocast:
+    the precision it trains in, so predictions match what the saved model gives."""
+    accelerator = resolve_accelerator(train_cfg.accelerator)
+    return resolve_precision(train_cfg.precision, accelerator) == "bf16-mixed"
 
 
 class HistoryWriter(Callback):

@@ -247,9 +247,11 @@ def write_grade_predictions(path: Path, ids: list[str], decoded: GradeDecoding) 
 
 
 def evaluate_grading(
-    ctx: RunContext, model: nn.Module, bf16: bool = False
+    ctx: RunContext, outputs: dict[str, np.ndarray]
 ) -> tuple[dict[str, Any], list[float]]:
-    """Predict every split, write predictions, confusion figures and the submission.
+    """Decode every split's model outputs; write predictions, confusion figures and submission.
+
+    ``outputs``: raw model outputs per split (:func:`funduslab.training.runner.split_logits`).
 
     Returns:
         ``(metrics, cut_points)``: the metrics document (without fit/timing) and the regression
@@ -257,13 +259,9 @@ def evaluate_grading(
     """
     from funduslab.reporting.confusion import plot_confusion
     from funduslab.reporting.run_folder import write_submission
-    from funduslab.training.predict import predict_logits
 
     cfg, table, run_dir = ctx.cfg, ctx.table, ctx.run_dir
     form, k = formulation_of(cfg), table.num_grades
-    outputs = {name: predict_logits(model, s.images, batch_size=cfg.train.batch_size,
-                                    tta=cfg.train.tta, bf16=bf16, partners=s.partners)
-               for name, s in ctx.splits.items()}
     tuned = None
     val = ctx.val
     if form.uses_thresholds and val is not None and val.labelled:

@@ -31,13 +31,14 @@ from funduslab.reporting.run_folder import (
     write_submission,
 )
 from funduslab.training.context import RunContext, SplitData
-from funduslab.training.fit import resolve_accelerator, resolve_precision
-from funduslab.training.predict import predict_probabilities
+from funduslab.training.features import cached_split_logits
+from funduslab.training.fit import evaluation_bf16
+from funduslab.training.predict import predict_logits
 from funduslab.training.grading import evaluate_grading, resolve_task
 from funduslab.training.resume import check_resumable, is_finished
 from funduslab.training.setups import fit_model, num_outputs
 
-__all__ = ["decode_splits", "run"]
+__all__ = ["decode_splits", "run", "split_logits"]
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +124,16 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
         return run_dir  # DDP: rank 0 writes the run folder
     fit_s = time.time() - started
 
-    accelerator = resolve_accelerator(cfg.train.accelerator)
-    bf16 = resolve_precision(cfg.train.precision, accelerator) == "bf16-mixed"
+    t_eval = time.time()
+    outputs = split_logits(ctx, model)
     if table.task == "grading":  # grades: decoding, kappas, confusion figures (training/grading.py)
-        metrics, chosen = evaluate_grading(ctx, model, bf16)
+        metrics, chosen = evaluate_grading(ctx, outputs)
     else:
-        metrics, chosen = _evaluate_multilabel(ctx, model, bf16)
+        metrics, chosen = _evaluate_multilabel(ctx, outputs)
     metrics["fit"] = fit_info
-    metrics["timing_s"] = {"fit_and_data": round(fit_s, 1), "total": round(time.time() - started, 1)}
+    metrics["timing_s"] = {"fit_and_data": round(fit_s, 1),
+                           "evaluation": round(time.time() - t_eval, 1),
+                           "total": round(time.time() - started, 1)}
     write_json(run_dir / "metrics.json", metrics)
 
     weights = run_dir / weights_filename(cfg.output.team, cfg.output.task)
@@ -153,14 +156,26 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
     return run_dir
 
 
-def _evaluate_multilabel(ctx: RunContext, model, bf16: bool) -> tuple[dict, np.ndarray]:
+def split_logits(ctx: RunContext, model) -> dict[str, np.ndarray]:
+    """Model outputs ``(N, K)`` for every split.
+
+    A frozen backbone's features are already cached from the fit, so a frozen run without TTA
+    applies the head to them (:func:`~funduslab.training.features.cached_split_logits`); every
+    other run predicts from the decoded images (flip TTA when ``train.tta`` is set).
+    """
+    cfg = ctx.cfg
+    if cfg.train.setup == "frozen" and not cfg.train.tta:
+        return cached_split_logits(ctx, model)
+    bf16 = evaluation_bf16(cfg.train)
+    return {name: predict_logits(model, s.images, batch_size=cfg.train.batch_size,
+                                 tta=cfg.train.tta, bf16=bf16, partners=s.partners)
+            for name, s in ctx.splits.items()}
+
+
+def _evaluate_multilabel(ctx: RunContext, logits: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
     """Probabilities, thresholds (0.5 or tuned on val), predictions, metrics and submission."""
     cfg, table, splits, run_dir = ctx.cfg, ctx.table, ctx.splits, ctx.run_dir
-    probs = {
-        name: predict_probabilities(model, s.images, batch_size=cfg.train.batch_size,
-                                    tta=cfg.train.tta, bf16=bf16, partners=s.partners)
-        for name, s in splits.items()
-    }
+    probs = {name: 1.0 / (1.0 + np.exp(-out)) for name, out in logits.items()}
     thresholds = np.full(len(table.label_names), 0.5)
     tuned = None
     val = splits.get(cfg.data.val_split)
