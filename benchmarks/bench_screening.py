@@ -29,7 +29,9 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--image-size", type=int, default=256)
-    ap.add_argument("--backbone", default="tf_efficientnet_lite0")
+    ap.add_argument("--backbone", default="tf_efficientnet_lite0",
+                    help="backbone; several joined by | are soft-voted per seed (with every "
+                         "--preprocess pipeline)")
     ap.add_argument("--sampler", default="random")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (GPU: 4-8)")

@@ -67,3 +67,24 @@ def test_screening_preprocessing_ensemble_soft_votes_one_model_per_pipeline(tmp_
     text = results.read_text()
     assert f"{rep['macro_auroc']['value']:.4f}" in text
     assert "| `none` |" in text and "| `ben_graham` |" in text
+
+
+def test_screening_backbone_ensemble_soft_votes_one_model_per_backbone(tmp_path: Path):
+    data = write_layout("odir5k", tmp_path / "odir5k", n=120, seed=3, size=64)
+    out = tmp_path / "runs"
+    results = screening(data, out=out, quick=True, seeds=[0], backbone="tiny_cnn|tiny_vit",
+                        weights="none", labels="N,D,C", setup="frozen")
+    cnn = out / f"{screening_run_name('tiny_cnn', 'frozen')}_s0"
+    vit = out / f"{screening_run_name('tiny_vit', 'frozen')}_s0"
+    ens = out / f"{screening_run_name('tiny_cnn|tiny_vit', 'frozen')}_s0"
+    assert ens.name == "screening_tiny_cnn-tiny_vit_frozen_ens_none_s0"
+    assert yaml.safe_load((vit / "config.yaml").read_text())["model"]["backbone"] == "tiny_vit"
+    cols = ["p_N", "p_D", "p_C"]
+    members = [pd.read_csv(d / "predictions" / "test.csv").set_index("id") for d in (cnn, vit)]
+    voted = pd.read_csv(ens / "predictions" / "test.csv").set_index("id")
+    np.testing.assert_allclose(voted[cols].to_numpy(),
+                               (members[0].loc[voted.index, cols].to_numpy()
+                                + members[1].loc[voted.index, cols].to_numpy()) / 2, atol=1e-5)
+    text = results.read_text()
+    assert "| `tiny_cnn` | `none` |" in text and "| `tiny_vit` | `none` |" in text
+    assert "Backbone tiny_cnn + tiny_vit" in text

@@ -30,17 +30,20 @@ def screening_run_name(backbone: str, setup: str = "full", dual: str = "none",
                        preprocess: str = "none") -> str:
     """Run-folder stem of one screening recipe (seed suffix ``_s<k>`` added by the runner).
 
-    ``preprocess`` is one pipeline, or several joined by ``|`` for their soft-voting ensemble.
+    ``backbone`` and ``preprocess`` are one name each, or several joined by ``|`` for the soft
+    vote of every backbone × pipeline member.
     """
-    pipes = _pipelines(preprocess)
-    tag = "" if pipes == ["none"] else "_" + ("ens_" if len(pipes) > 1 else "") + "_".join(
-        p.replace("+", "-").replace(",", "-") for p in pipes)
-    return (f"screening_{backbone}" + ("" if setup == "full" else f"_{setup}")
+    pipes, backbones = _alternatives(preprocess, "none"), _alternatives(backbone, backbone)
+    ensemble = len(pipes) * len(backbones) > 1
+    tag = "" if pipes == ["none"] and not ensemble else "_" + ("ens_" if ensemble else "") + (
+        "_".join(p.replace("+", "-").replace(",", "-") for p in pipes))
+    return (f"screening_{'-'.join(backbones)}" + ("" if setup == "full" else f"_{setup}")
             + ("" if dual == "none" else f"_{dual}") + tag)
 
 
-def _pipelines(preprocess: str) -> list[str]:
-    return [p.strip() for p in preprocess.split("|") if p.strip()] or ["none"]
+def _alternatives(value: str, default: str) -> list[str]:
+    """``"a|b"`` → ``["a", "b"]`` (empty → ``[default]``)."""
+    return [p.strip() for p in value.split("|") if p.strip()] or [default]
 
 
 @PRESETS.register("screening")
@@ -72,6 +75,9 @@ def screening(
             per pipeline and seed; the reported model is, per seed, their soft vote (average
             probability). The pipelines show different evidence (Ben Graham's local contrast
             brings out lesions; the plain image keeps colour), so their errors differ.
+        backbone: A timm / funduslab backbone name, or several joined by ``|``
+            (``tf_efficientnet_lite0|tf_efficientnet_lite2``): like ``preprocess``, one model
+            per backbone × pipeline and seed, soft-voted per seed.
 
     Raises:
         ValueError: a missing test split or a setup other than ``full`` / ``frozen``.
@@ -96,29 +102,31 @@ def screening(
                   "tune_thresholds": True, "sampler": sampler},
         "output": {"out": str(out), "figures": not quick},
     }
-    pipes = _pipelines(preprocess)
-    members: dict[str, list[Path]] = {}
-    for pipe in pipes:
-        base["data"]["preprocess"] = pipe
-        variant = Variant(name=screening_run_name(backbone, setup, dual, pipe),
-                          note=f"{backbone}, {weights} weights, setup {setup}, dual {dual}, "
-                               f"preprocess {pipe}")
-        [(_, members[pipe])] = run_variants(base, [variant], seeds, team=team,
-                                            progress=not quick)
-    if len(pipes) == 1:
-        run_dirs = members[pipes[0]]
-    else:  # per seed, the soft vote of the pipelines' models
+    backbones = _alternatives(backbone, backbone)
+    members: dict[tuple[str, str], list[Path]] = {}  # (backbone, pipeline) → run per seed
+    for net in backbones:
+        for pipe in _alternatives(preprocess, "none"):
+            base["model"]["backbone"], base["data"]["preprocess"] = net, pipe
+            variant = Variant(name=screening_run_name(net, setup, dual, pipe),
+                              note=f"{net}, {weights} weights, setup {setup}, dual {dual}, "
+                                   f"preprocess {pipe}")
+            [(_, members[net, pipe])] = run_variants(base, [variant], seeds, team=team,
+                                                     progress=not quick)
+    if len(members) == 1:
+        [run_dirs] = members.values()
+    else:  # per seed, the soft vote of the members' models
         from funduslab.ensemble import load_members, write_ensemble_run
 
         stem = screening_run_name(backbone, setup, dual, preprocess)
-        run_dirs = [write_ensemble_run(load_members([members[p][i] for p in pipes]),
+        run_dirs = [write_ensemble_run(load_members([dirs[i] for dirs in members.values()]),
                                        "soft_voting", Path(out) / f"{stem}_s{seed}")
                     for i, seed in enumerate(seeds)]
 
     names = table.label_names
     truth = table.split(test_split).set_index("id")[names]
     truth.index = truth.index.astype(str)
-    train_pos = table.split(table.splits[0] if "train" not in table.splits else "train")[names].sum()
+    train_split = table.splits[0] if "train" not in table.splits else "train"
+    train_pos = table.split(train_split)[names].sum()
     reports = []
     for run_dir in run_dirs:
         ids, probs = read_predictions(run_dir, test_split, names)
@@ -127,24 +135,30 @@ def screening(
                                n_boot=200 if quick else 1000)
         write_json(run_dir / "long_tail.json", rep)
         reports.append(rep)
-    text = _render(reports, run_dirs, seeds, names, adapter, labels, backbone, test_split, setup,
-                   dual)
-    if len(pipes) > 1:
-        text += _members_table(members, test_split)
+    text = _render(reports, run_dirs, seeds, names, adapter, labels, " + ".join(backbones),
+                   test_split, setup, dual)
+    if len(members) > 1:
+        text += _members_table(members, test_split, several_backbones=len(backbones) > 1)
     atomic_write_text(Path(out) / "results.md", text)
     return Path(out) / "results.md"
 
 
-def _members_table(members: dict[str, list[Path]], split: str) -> str:
-    """Each pipeline's own macro AUROC (val, test), beside the ensemble's in the report."""
+def _members_table(members: dict[tuple[str, str], list[Path]], split: str,
+                   several_backbones: bool = False) -> str:
+    """Each member's own macro AUROC (val, test), beside the ensemble's in the report."""
     def macro(d: Path, name: str) -> float:
         entry = read_metrics(d)["splits"].get(name, {}).get("threshold_0.5", {})
         return float(entry.get("macro_auroc", float("nan")))
 
-    rows = [[f"`{pipe}`", mean_std([macro(d, "val") for d in dirs]),
-             mean_std([macro(d, split) for d in dirs])] for pipe, dirs in members.items()]
-    return ("\n## Ensemble members (one model per preprocessing pipeline and seed)\n\n"
-            + markdown_table(["preprocess", "val macro AUROC", f"{split} macro AUROC"], rows))
+    rows = [([f"`{net}`"] if several_backbones else [])
+            + [f"`{pipe}`", mean_std([macro(d, "val") for d in dirs]),
+               mean_std([macro(d, split) for d in dirs])]
+            for (net, pipe), dirs in members.items()]
+    head = (["backbone"] if several_backbones else []) + [
+        "preprocess", "val macro AUROC", f"{split} macro AUROC"]
+    what = "backbone, preprocessing pipeline" if several_backbones else "preprocessing pipeline"
+    return (f"\n## Ensemble members (one model per {what} and seed)\n\n"
+            + markdown_table(head, rows))
 
 
 def _render(reports, run_dirs, seeds, names, adapter, labels, backbone, split, setup="full",
