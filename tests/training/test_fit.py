@@ -71,3 +71,17 @@ def test_auto_precision_follows_the_gpu(monkeypatch) -> None:
     assert fit.resolve_precision("auto", "gpu") == "16-mixed"
     assert fit.resolve_precision("32", "gpu") == "32"
     assert fit.resolve_precision("auto", "cpu") in ("bf16-mixed", "32")
+
+
+def test_evaluation_runs_where_the_run_trains(monkeypatch) -> None:
+    """A run trained on a GPU predicts (and extracts frozen features) there, in its precision."""
+    from funduslab.training import fit
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert fit.evaluation_device(TrainConfig(accelerator="auto")) == "cuda"
+    assert fit.evaluation_bf16(TrainConfig(accelerator="auto"))
+    assert not fit.evaluation_bf16(TrainConfig(accelerator="auto", precision="32"))
+    assert fit.evaluation_device(TrainConfig(accelerator="cpu")) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert fit.evaluation_device(TrainConfig()) == "cpu"

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from funduslab.models.classifier import FundusModel
 from funduslab.models.dual import DualFundusModel
 from funduslab.training.context import RunContext, SplitData
-from funduslab.training.fit import evaluation_bf16, fit_task
+from funduslab.training.fit import evaluation_bf16, evaluation_device, fit_task
 from funduslab.training.module import FitOptions, task_class
 from funduslab.training.sample_weights import build_train_sampler
 
@@ -46,21 +46,24 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def extract_features(
     model: FundusModel, images: np.ndarray, batch_size: int = 32, feature_map: bool = False,
-    bf16: bool | None = None,
+    bf16: bool | None = None, device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """Backbone features of ``(N, S, S, 3)`` uint8 images: pooled ``(N, C)`` or the map.
+    """Backbone features of ``(N, S, S, 3)`` uint8 images: pooled ``(N, C)`` or the map (on CPU).
 
     ``bf16``: run under bfloat16 autocast; ``None`` → where the CPU does it natively.
+    ``device``: where the backbone runs; the model is returned to the CPU afterwards.
     """
     bf16 = _cpu_bf16() if bf16 is None else bf16
-    model.eval()
+    device = torch.device(device)
+    model.eval().to(device)
     out = []
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.array(images[start : start + batch_size]))  # copy: cache is read-only
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x = x.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             f = model.forward_features(x)
-        out.append((f if feature_map else model.pool(f)).float())
+        out.append((f if feature_map else model.pool(f)).float().cpu())
+    model.to("cpu")
     return torch.cat(out)
 
 
@@ -78,7 +81,8 @@ def _cached(ctx: RunContext, model: FundusModel, split: SplitData, feature_map: 
     path = Path(ctx.cache_dir) / f"features-{key}.pt"
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
-    feats = extract_features(model, split.images, ctx.cfg.train.batch_size, feature_map, bf16)
+    feats = extract_features(model, split.images, ctx.cfg.train.batch_size, feature_map, bf16,
+                             evaluation_device(ctx.cfg.train))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(feats, tmp)
@@ -158,7 +162,7 @@ def cached_split_logits(ctx: RunContext, model: FundusModel) -> dict[str, np.nda
     so another seed or head on the same data runs no backbone at all.
     """
     feature_map = bool(getattr(model.head, "needs_feature_map", False))
-    head_net = _HeadOnly(model, feature_map).eval()
+    head_net = _HeadOnly(model, feature_map).eval().to("cpu")  # the cached features are on CPU
     out: dict[str, np.ndarray] = {}
     for name, split in ctx.splits.items():
         feats = _cached(ctx, model, split, feature_map)

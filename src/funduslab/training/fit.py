@@ -17,7 +17,8 @@ from funduslab.config import TrainConfig, atomic_write_text
 from funduslab.training.module import FundusTask
 
 __all__ = [
-    "HistoryWriter", "evaluation_bf16", "fit_task", "resolve_accelerator", "resolve_precision",
+    "HistoryWriter", "evaluation_bf16", "evaluation_device", "fit_task", "resolve_accelerator",
+    "resolve_precision",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,12 @@ def evaluation_bf16(train_cfg: TrainConfig) -> bool:
     the precision it trains in, so predictions match what the saved model gives."""
     accelerator = resolve_accelerator(train_cfg.accelerator)
     return resolve_precision(train_cfg.precision, accelerator) == "bf16-mixed"
+
+
+def evaluation_device(train_cfg: TrainConfig) -> str:
+    """Where a run predicts its splits and extracts frozen features: the GPU it trains on, if any
+    (on a GPU machine the CPU would be the bottleneck of a frozen run), else the CPU."""
+    return "cuda" if resolve_accelerator(train_cfg.accelerator) == "gpu" else "cpu"
 
 
 class HistoryWriter(Callback):

@@ -32,7 +32,7 @@ from funduslab.reporting.run_folder import (
 )
 from funduslab.training.context import RunContext, SplitData
 from funduslab.training.features import cached_split_logits
-from funduslab.training.fit import evaluation_bf16
+from funduslab.training.fit import evaluation_bf16, evaluation_device
 from funduslab.training.predict import predict_logits
 from funduslab.training.grading import evaluate_grading, resolve_task
 from funduslab.training.resume import check_resumable, is_finished
@@ -161,15 +161,19 @@ def split_logits(ctx: RunContext, model) -> dict[str, np.ndarray]:
 
     A frozen backbone's features are already cached from the fit, so a frozen run without TTA
     applies the head to them (:func:`~funduslab.training.features.cached_split_logits`); every
-    other run predicts from the decoded images (flip TTA when ``train.tta`` is set).
+    other run predicts from the decoded images (flip TTA when ``train.tta`` is set), on the GPU
+    when the run trained on one.
     """
     cfg = ctx.cfg
     if cfg.train.setup == "frozen" and not cfg.train.tta:
         return cached_split_logits(ctx, model)
-    bf16 = evaluation_bf16(cfg.train)
-    return {name: predict_logits(model, s.images, batch_size=cfg.train.batch_size,
-                                 tta=cfg.train.tta, bf16=bf16, partners=s.partners)
-            for name, s in ctx.splits.items()}
+    bf16, device = evaluation_bf16(cfg.train), evaluation_device(cfg.train)
+    outputs = {name: predict_logits(model, s.images, batch_size=cfg.train.batch_size,
+                                    tta=cfg.train.tta, bf16=bf16, device=device,
+                                    partners=s.partners)
+               for name, s in ctx.splits.items()}
+    model.to("cpu")  # the checkpoint and later steps expect CPU tensors
+    return outputs
 
 
 def _evaluate_multilabel(ctx: RunContext, logits: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
