@@ -162,6 +162,12 @@ def test_frozen_run_evaluates_on_cached_features_without_rerunning_the_backbone(
     a = pd.read_csv(first / "predictions" / "offsite_test.csv")[["p_D", "p_G", "p_A"]]
     b = pd.read_csv(second / "predictions" / "offsite_test.csv")[["p_D", "p_G", "p_A"]]
     assert not np.allclose(a.to_numpy(), b.to_numpy())  # the seed changed the head
+    # A warm cache changes nothing: seed 0 again (new folder, features loaded, not extracted)
+    # gives the first run's numbers exactly (the head trains in the same mode either way).
+    again = run(tiny_config(synth_course, tmp_path, "s0_again", setup="frozen", epochs=2),
+                progress=False)
+    pd.testing.assert_frame_equal(pd.read_csv(first / "predictions" / "offsite_test.csv"),
+                                  pd.read_csv(again / "predictions" / "offsite_test.csv"))
 
 
 def test_none_setup_evaluates_a_saved_model_unchanged(full_run: Path, synth_course: Path, tmp_path):

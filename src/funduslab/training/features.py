@@ -132,6 +132,11 @@ def fit_head_on_features(
         train_x = _paired(train_x, ctx.train)
         val_x = _paired(val_x, ctx.val) if val_x is not None else None
     extract_s = time.perf_counter() - t0
+    # Extraction left the model in eval mode and Lightning keeps each module's mode: without
+    # this, the head's dropout would be off exactly when this run extracted the features, so a
+    # run's numbers would depend on whether the cache was warm.
+    model.train()
+    model.backbone.eval()  # not run here; kept as the features were computed
     batch = ctx.cfg.train.batch_size
     gen = torch.Generator().manual_seed(ctx.cfg.train.seed)
     sampler = build_train_sampler(ctx.cfg.train, ctx.train)  # class_aware / patient, as in full
