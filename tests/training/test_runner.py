@@ -170,6 +170,24 @@ def test_frozen_run_evaluates_on_cached_features_without_rerunning_the_backbone(
                                   pd.read_csv(again / "predictions" / "offsite_test.csv"))
 
 
+def test_frozen_run_with_tta_averages_cached_flipped_views(synth_course: Path, tmp_path: Path):
+    from funduslab.data.adapters import load_table
+    from funduslab.models.factory import model_from_checkpoint
+    from funduslab.training.predict import predict_probabilities
+    from funduslab.training.runner import decode_splits
+
+    cfg = tiny_config(synth_course, tmp_path, "tta", setup="frozen", epochs=2, tta=True)
+    run_dir = run(cfg, progress=False)
+    assert len(list((tmp_path / "cache").glob("features-*.pt"))) == 3 * 4  # 3 views × 4 splits
+    model = model_from_checkpoint(run_dir / "unit_task1-3.pt")
+    splits, _ = decode_splits(load_table("odir_course", synth_course), cfg, tmp_path / "cache")
+    images = splits["offsite_test"].images
+    saved = pd.read_csv(run_dir / "predictions" / "offsite_test.csv")[["p_D", "p_G", "p_A"]]
+    np.testing.assert_allclose(predict_probabilities(model, images, tta=True), saved.to_numpy(),
+                               atol=2e-5)
+    assert not np.allclose(predict_probabilities(model, images), saved.to_numpy(), atol=1e-4)
+
+
 def test_none_setup_evaluates_a_saved_model_unchanged(full_run: Path, synth_course: Path, tmp_path):
     cfg = tiny_config(synth_course, tmp_path, "none", setup="none")
     cfg.model.weights = str(full_run / "unit_task1-3.pt")

@@ -38,7 +38,7 @@ from funduslab.training.fit import evaluation_bf16, evaluation_device, fit_task
 from funduslab.training.module import FitOptions, task_class
 from funduslab.training.sample_weights import build_train_sampler
 
-__all__ = ["cached_split_logits", "extract_features", "fit_head_on_features"]
+__all__ = ["VIEWS", "cached_split_logits", "extract_features", "fit_head_on_features"]
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,23 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def extract_features(
     model: FundusModel, images: np.ndarray, batch_size: int = 32, feature_map: bool = False,
-    bf16: bool | None = None, device: str | torch.device = "cpu",
+    bf16: bool | None = None, device: str | torch.device = "cpu", view: str = "image",
 ) -> torch.Tensor:
     """Backbone features of ``(N, S, S, 3)`` uint8 images: pooled ``(N, C)`` or the map (on CPU).
 
     ``bf16``: run under bfloat16 autocast; ``None`` → where the CPU does it natively.
     ``device``: where the backbone runs; the model is returned to the CPU afterwards.
+    ``view``: ``image``, or its ``hflip`` / ``vflip`` (the views of flip TTA).
     """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
     bf16 = _cpu_bf16() if bf16 is None else bf16
     device = torch.device(device)
     model.eval().to(device)
     out = []
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.array(images[start : start + batch_size]))  # copy: cache is read-only
-        x = x.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = VIEWS[view](x.to(device).permute(0, 3, 1, 2).float().div_(255.0))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             f = model.forward_features(x)
         out.append((f if feature_map else model.pool(f)).float().cpu())
@@ -67,22 +70,28 @@ def extract_features(
     return torch.cat(out)
 
 
+# The views of flip TTA, as training.predict.predict_logits takes them (NCHW).
+VIEWS = {"image": lambda x: x, "hflip": lambda x: x.flip(-1), "vflip": lambda x: x.flip(-2)}
+
+
 def _cpu_bf16() -> bool:
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
-def _cached(ctx: RunContext, model: FundusModel, split: SplitData, feature_map: bool) -> torch.Tensor:
+def _cached(ctx: RunContext, model: FundusModel, split: SplitData, feature_map: bool,
+            view: str = "image") -> torch.Tensor:
     m = ctx.cfg.model
     bf16 = evaluation_bf16(ctx.cfg.train)
     key = hashlib.sha256(
         f"{ctx.data_fingerprint}|{split.name}|{m.backbone}|{m.weights}|{_weights_stamp(m.weights)}|"
-        f"{feature_map}|{ctx.cfg.data.image_size}|bf16={bf16}|v2".encode()
+        f"{feature_map}|{ctx.cfg.data.image_size}|bf16={bf16}|v2"
+        f"{'' if view == 'image' else '|' + view}".encode()
     ).hexdigest()[:20]
     path = Path(ctx.cache_dir) / f"features-{key}.pt"
     if path.is_file():
         return torch.load(path, map_location="cpu", weights_only=True)
     feats = extract_features(model, split.images, ctx.cfg.train.batch_size, feature_map, bf16,
-                             evaluation_device(ctx.cfg.train))
+                             evaluation_device(ctx.cfg.train), view)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(feats, tmp)
@@ -164,15 +173,23 @@ def cached_split_logits(ctx: RunContext, model: FundusModel) -> dict[str, np.nda
     """Logits ``(N, K)`` of every split from its cached backbone features (frozen setup only).
 
     Splits the fit did not need (test, unlabelled) are extracted once here and cached as well,
-    so another seed or head on the same data runs no backbone at all.
+    so another seed or head on the same data runs no backbone at all. With ``train.tta`` the
+    logits are averaged over the image and its horizontal and vertical flips, whose features are
+    cached the same way (both eyes of a pair flipped alike), as
+    :func:`~funduslab.training.predict.predict_logits` does on images.
     """
     feature_map = bool(getattr(model.head, "needs_feature_map", False))
     head_net = _HeadOnly(model, feature_map).eval().to("cpu")  # the cached features are on CPU
+    views = list(VIEWS) if ctx.cfg.train.tta else ["image"]
     out: dict[str, np.ndarray] = {}
     for name, split in ctx.splits.items():
-        feats = _cached(ctx, model, split, feature_map)
-        if isinstance(model, DualFundusModel):
-            feats = _paired(feats, split)
-        chunks = [head_net(feats[i : i + 256]).float() for i in range(0, len(feats), 256)]
-        out[name] = torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
+        per_view = []
+        for view in views:
+            feats = _cached(ctx, model, split, feature_map, view)
+            if isinstance(model, DualFundusModel):
+                feats = _paired(feats, split)
+            per_view.append(torch.cat([head_net(feats[i : i + 256]).float()
+                                       for i in range(0, len(feats), 256)])
+                            if len(feats) else torch.zeros(0, 0))
+        out[name] = torch.stack(per_view).mean(0).numpy()
     return out

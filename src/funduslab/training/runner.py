@@ -159,13 +159,13 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
 def split_logits(ctx: RunContext, model) -> dict[str, np.ndarray]:
     """Model outputs ``(N, K)`` for every split.
 
-    A frozen backbone's features are already cached from the fit, so a frozen run without TTA
-    applies the head to them (:func:`~funduslab.training.features.cached_split_logits`); every
-    other run predicts from the decoded images (flip TTA when ``train.tta`` is set), on the GPU
-    when the run trained on one.
+    A frozen backbone's features are already cached from the fit, so a frozen run applies the
+    head to them (:func:`~funduslab.training.features.cached_split_logits`; flip TTA from cached
+    flipped views); every other run predicts from the decoded images (flip TTA when
+    ``train.tta`` is set), on the GPU when the run trained on one.
     """
     cfg = ctx.cfg
-    if cfg.train.setup == "frozen" and not cfg.train.tta:
+    if cfg.train.setup == "frozen":
         return cached_split_logits(ctx, model)
     bf16, device = evaluation_bf16(cfg.train), evaluation_device(cfg.train)
     outputs = {name: predict_logits(model, s.images, batch_size=cfg.train.batch_size,
