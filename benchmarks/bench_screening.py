@@ -41,15 +41,17 @@ def main() -> int:
     ap.add_argument("--preprocess", default="none",
                     help="data.preprocess pipeline; several joined by | (none|ben_graham) are "
                          "soft-voted per seed")
+    ap.add_argument("--tta", action="store_true", help="evaluate with flip TTA")
     ap.add_argument("--target", type=float, default=0.90)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     results = screening(Path(args.data), out=Path(args.out), seeds=seeds, epochs=args.epochs,
                         image_size=args.image_size, backbone=args.backbone, sampler=args.sampler,
                         batch_size=args.batch_size, num_workers=args.workers,
-                        setup=args.setup, dual=args.dual, preprocess=args.preprocess)
+                        setup=args.setup, dual=args.dual, preprocess=args.preprocess,
+                        tta=args.tta)
     print(results.read_text())
-    stem = screening_run_name(args.backbone, args.setup, args.dual, args.preprocess)
+    stem = screening_run_name(args.backbone, args.setup, args.dual, args.preprocess, args.tta)
     macro = [json.loads((Path(args.out) / f"{stem}_s{s}" / "long_tail.json").read_text())
              ["macro_auroc"]["value"] for s in seeds]
     mean = float(np.mean(macro))

@@ -88,3 +88,15 @@ def test_screening_backbone_ensemble_soft_votes_one_model_per_backbone(tmp_path:
     text = results.read_text()
     assert "| `tiny_cnn` | `none` |" in text and "| `tiny_vit` | `none` |" in text
     assert "Backbone tiny_cnn + tiny_vit" in text
+
+
+def test_screening_tta_evaluates_on_flipped_views_in_its_own_folder(tmp_path: Path):
+    data = write_layout("odir5k", tmp_path / "odir5k", n=120, seed=3, size=64)
+    out = tmp_path / "runs"
+    screening(data, out=out, quick=True, seeds=[0], backbone="tiny_cnn", weights="none",
+              labels="N,D,C", setup="frozen", tta=True)
+    run_dir = out / f"{screening_run_name('tiny_cnn', 'frozen', tta=True)}_s0"
+    assert run_dir.name == "screening_tiny_cnn_frozen_tta_s0"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["tta"] is True
+    splits = len(json.loads((run_dir / "metrics.json").read_text())["splits"])
+    assert len(list((out / ".cache").glob("features-*.pt"))) == 3 * splits  # image + 2 flips

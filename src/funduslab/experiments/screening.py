@@ -27,7 +27,7 @@ DEFAULT_ODIR5K_LABELS = "N,D,C,H,M"  # G and A have too few positives in odir5k-
 
 
 def screening_run_name(backbone: str, setup: str = "full", dual: str = "none",
-                       preprocess: str = "none") -> str:
+                       preprocess: str = "none", tta: bool = False) -> str:
     """Run-folder stem of one screening recipe (seed suffix ``_s<k>`` added by the runner).
 
     ``backbone`` and ``preprocess`` are one name each, or several joined by ``|`` for the soft
@@ -38,7 +38,7 @@ def screening_run_name(backbone: str, setup: str = "full", dual: str = "none",
     tag = "" if pipes == ["none"] and not ensemble else "_" + ("ens_" if ensemble else "") + (
         "_".join(p.replace("+", "-").replace(",", "-") for p in pipes))
     return (f"screening_{'-'.join(backbones)}" + ("" if setup == "full" else f"_{setup}")
-            + ("" if dual == "none" else f"_{dual}") + tag)
+            + ("" if dual == "none" else f"_{dual}") + tag + ("_tta" if tta else ""))
 
 
 def _alternatives(value: str, default: str) -> list[str]:
@@ -54,7 +54,7 @@ def screening(
     weights: str = "imagenet", image_size: int = 256, epochs: int = 12, sampler: str = "random",
     split_seed: int = 0, rare_below: int = 10, test_split: str = "test",
     batch_size: int = 32, num_workers: int = 0, setup: str = "full", dual: str = "none",
-    preprocess: str = "none",
+    preprocess: str = "none", tta: bool = False,
 ) -> Path:
     """Run the screening benchmark; return the path of ``results.md``.
 
@@ -75,6 +75,8 @@ def screening(
             per pipeline and seed; the reported model is, per seed, their soft vote (average
             probability). The pipelines show different evidence (Ben Graham's local contrast
             brings out lesions; the plain image keeps colour), so their errors differ.
+        tta: Evaluate every model with flip TTA (``train.tta``; frozen runs use cached flipped
+            views); the run folders get a ``_tta`` suffix.
         backbone: A timm / funduslab backbone name, or several joined by ``|``
             (``tf_efficientnet_lite0|tf_efficientnet_lite2``): like ``preprocess``, one model
             per backbone × pipeline and seed, soft-voted per seed.
@@ -99,7 +101,7 @@ def screening(
         "model": {"backbone": backbone, "weights": weights, "dual": dual},
         "train": {"setup": setup, "epochs": 2 if quick else epochs,
                   "batch_size": 8 if quick else batch_size, "monitor": "macro_auroc",
-                  "tune_thresholds": True, "sampler": sampler},
+                  "tune_thresholds": True, "sampler": sampler, "tta": tta},
         "output": {"out": str(out), "figures": not quick},
     }
     backbones = _alternatives(backbone, backbone)
@@ -107,7 +109,7 @@ def screening(
     for net in backbones:
         for pipe in _alternatives(preprocess, "none"):
             base["model"]["backbone"], base["data"]["preprocess"] = net, pipe
-            variant = Variant(name=screening_run_name(net, setup, dual, pipe),
+            variant = Variant(name=screening_run_name(net, setup, dual, pipe, tta),
                               note=f"{net}, {weights} weights, setup {setup}, dual {dual}, "
                                    f"preprocess {pipe}")
             [(_, members[net, pipe])] = run_variants(base, [variant], seeds, team=team,
@@ -117,7 +119,7 @@ def screening(
     else:  # per seed, the soft vote of the members' models
         from funduslab.ensemble import load_members, write_ensemble_run
 
-        stem = screening_run_name(backbone, setup, dual, preprocess)
+        stem = screening_run_name(backbone, setup, dual, preprocess, tta)
         run_dirs = [write_ensemble_run(load_members([dirs[i] for dirs in members.values()]),
                                        "soft_voting", Path(out) / f"{stem}_s{seed}")
                     for i, seed in enumerate(seeds)]
