@@ -246,3 +246,16 @@ def test_frozen_setup_draws_training_features_with_the_configured_sampler(
     drawn = np.concatenate([targets[list(iter(loader.sampler))] for _ in range(5)])
     rare = int(targets.mean(axis=0).argmin())
     assert drawn[:, rare].mean() > targets[:, rare].mean() + 0.05
+
+
+def test_feature_extraction_leaves_module_modes_as_they_were():
+    from funduslab.models.factory import build_model
+    from funduslab.config import ModelConfig
+    from funduslab.training.features import extract_features
+
+    model = build_model(ModelConfig(backbone="tiny_cnn", weights="none"), 3, 32)
+    model.train()
+    model.backbone.eval()
+    before = [m.training for m in model.modules()]
+    extract_features(model, np.zeros((4, 32, 32, 3), np.uint8), batch_size=2)
+    assert [m.training for m in model.modules()] == before

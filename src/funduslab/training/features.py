@@ -51,13 +51,19 @@ def extract_features(
     """Backbone features of ``(N, S, S, 3)`` uint8 images: pooled ``(N, C)`` or the map (on CPU).
 
     ``bf16``: run under bfloat16 autocast; ``None`` → where the CPU does it natively.
-    ``device``: where the backbone runs; the model is returned to the CPU afterwards.
+    ``device``: where the backbone runs.
     ``view``: ``image``, or its ``hflip`` / ``vflip`` (the views of flip TTA).
+
+    The model comes back as it went in (each module's train/eval mode, its device): Lightning
+    keeps module modes, so a head fitted after extraction would otherwise train without
+    dropout only when this run extracted the features, not when it found them cached.
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
     bf16 = _cpu_bf16() if bf16 is None else bf16
     device = torch.device(device)
+    modes = [(m, m.training) for m in model.modules()]
+    home = next(model.parameters()).device
     model.eval().to(device)
     out = []
     for start in range(0, len(images), batch_size):
@@ -66,7 +72,9 @@ def extract_features(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             f = model.forward_features(x)
         out.append((f if feature_map else model.pool(f)).float().cpu())
-    model.to("cpu")
+    model.to(home)
+    for m, training in modes:
+        m.training = training
     return torch.cat(out)
 
 
@@ -141,11 +149,6 @@ def fit_head_on_features(
         train_x = _paired(train_x, ctx.train)
         val_x = _paired(val_x, ctx.val) if val_x is not None else None
     extract_s = time.perf_counter() - t0
-    # Extraction left the model in eval mode and Lightning keeps each module's mode: without
-    # this, the head's dropout would be off exactly when this run extracted the features, so a
-    # run's numbers would depend on whether the cache was warm.
-    model.train()
-    model.backbone.eval()  # not run here; kept as the features were computed
     batch = ctx.cfg.train.batch_size
     gen = torch.Generator().manual_seed(ctx.cfg.train.seed)
     sampler = build_train_sampler(ctx.cfg.train, ctx.train)  # class_aware / patient, as in full
