@@ -6,6 +6,8 @@ Target (issue 8): macro AUROC >= 0.90 on test, mean of the seeds. Prints per-lab
     python benchmarks/bench_screening.py --seeds 0,1,2 --out runs/bench_screening
     python benchmarks/bench_screening.py --seeds 0 --epochs 4 --image-size 192   # one CPU session
     python benchmarks/bench_screening.py --setup frozen --dual concat --epochs 30  # fellow eye
+    python benchmarks/bench_screening.py --setup frozen ... \
+        --with-runs "runs/bench_screening/screening_tf_efficientnet_lite0_s{seed}"  # + fine-tune
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def main() -> int:
                     help="data.preprocess pipeline; several joined by | (none|ben_graham) are "
                          "soft-voted per seed")
     ap.add_argument("--tta", action="store_true", help="evaluate with flip TTA")
+    ap.add_argument("--with-runs", default="",
+                    help="finished run folders of other recipes to vote with, a path with {seed} "
+                         "each, several joined by | (e.g. a full fine-tune beside frozen members)")
     ap.add_argument("--target", type=float, default=0.90)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -49,9 +54,10 @@ def main() -> int:
                         image_size=args.image_size, backbone=args.backbone, sampler=args.sampler,
                         batch_size=args.batch_size, num_workers=args.workers,
                         setup=args.setup, dual=args.dual, preprocess=args.preprocess,
-                        tta=args.tta)
+                        tta=args.tta, with_runs=args.with_runs)
     print(results.read_text())
-    stem = screening_run_name(args.backbone, args.setup, args.dual, args.preprocess, args.tta)
+    stem = screening_run_name(args.backbone, args.setup, args.dual, args.preprocess, args.tta,
+                              args.with_runs)
     macro = [json.loads((Path(args.out) / f"{stem}_s{s}" / "long_tail.json").read_text())
              ["macro_auroc"]["value"] for s in seeds]
     mean = float(np.mean(macro))

@@ -100,3 +100,33 @@ def test_screening_tta_evaluates_on_flipped_views_in_its_own_folder(tmp_path: Pa
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["tta"] is True
     splits = len(json.loads((run_dir / "metrics.json").read_text())["splits"])
     assert len(list((out / ".cache").glob("features-*.pt"))) == 3 * splits  # image + 2 flips
+
+
+def test_screening_with_runs_votes_each_seed_with_another_recipes_run(tmp_path: Path):
+    data = write_layout("odir5k", tmp_path / "odir5k", n=120, seed=3, size=64)
+    out = tmp_path / "runs"
+    kw = dict(quick=True, seeds=[0], backbone="tiny_cnn", weights="none", labels="N,D,C")
+    with pytest.raises(ValueError, match=r"has no \{seed\}"):
+        screening(data, out=out, setup="frozen", with_runs=str(out / "full_s0"), **kw)
+    with pytest.raises(FileNotFoundError, match="full_s0 has no predictions"):
+        screening(data, out=out, setup="frozen", with_runs=str(out / "full_s{seed}"), **kw)
+    assert not out.exists()  # checked before anything trained
+
+    screening(data, out=out, setup="full", **kw)
+    full = out / f"{screening_run_name('tiny_cnn')}_s0"
+    template = str(out / f"{screening_run_name('tiny_cnn')}_s{{seed}}")
+    results = screening(data, out=out, setup="frozen", with_runs=template, **kw)
+    frozen = out / f"{screening_run_name('tiny_cnn', 'frozen')}_s0"
+    voted = out / f"{screening_run_name('tiny_cnn', 'frozen', with_runs=template)}_s0"
+    assert voted.name == "screening_tiny_cnn_frozen_with_screening_tiny_cnn_s0"
+    cols = ["p_N", "p_D", "p_C"]
+    own, other, vote = (pd.read_csv(d / "predictions" / "test.csv").set_index("id")
+                        for d in (frozen, full, voted))
+    np.testing.assert_allclose(vote[cols].to_numpy(), (own.loc[vote.index, cols].to_numpy()
+                                                       + other.loc[vote.index, cols].to_numpy())
+                               / 2, atol=1e-5)
+    rep = json.loads((voted / "long_tail.json").read_text())
+    text = results.read_text()
+    assert f"{rep['macro_auroc']['value']:.4f}" in text
+    assert "| run folder `screening_tiny_cnn` | its own |" in text
+    assert "| `tiny_cnn` | `none` |" in text

@@ -27,18 +27,49 @@ DEFAULT_ODIR5K_LABELS = "N,D,C,H,M"  # G and A have too few positives in odir5k-
 
 
 def screening_run_name(backbone: str, setup: str = "full", dual: str = "none",
-                       preprocess: str = "none", tta: bool = False) -> str:
+                       preprocess: str = "none", tta: bool = False, with_runs: str = "") -> str:
     """Run-folder stem of one screening recipe (seed suffix ``_s<k>`` added by the runner).
 
     ``backbone`` and ``preprocess`` are one name each, or several joined by ``|`` for the soft
-    vote of every backbone × pipeline member.
+    vote of every backbone × pipeline member; ``with_runs`` adds ``_with_<their stems>``.
     """
     pipes, backbones = _alternatives(preprocess, "none"), _alternatives(backbone, backbone)
     ensemble = len(pipes) * len(backbones) > 1
     tag = "" if pipes == ["none"] and not ensemble else "_" + ("ens_" if ensemble else "") + (
         "_".join(p.replace("+", "-").replace(",", "-") for p in pipes))
+    extras = "".join(f"_with_{_run_stem(t)}" for t in _run_templates(with_runs))
     return (f"screening_{'-'.join(backbones)}" + ("" if setup == "full" else f"_{setup}")
-            + ("" if dual == "none" else f"_{dual}") + tag + ("_tta" if tta else ""))
+            + ("" if dual == "none" else f"_{dual}") + tag + ("_tta" if tta else "") + extras)
+
+
+def _run_templates(with_runs: str) -> list[str]:
+    """``"a_s{seed}|b_s{seed}"`` → ``["a_s{seed}", "b_s{seed}"]`` (empty → ``[]``)."""
+    return [t.strip() for t in with_runs.split("|") if t.strip()]
+
+
+def _run_stem(template: str) -> str:
+    """``runs/full/screening_x_s{seed}`` → ``screening_x``: the recipe of a seeded run folder."""
+    return Path(template).name.replace("_s{seed}", "").replace("{seed}", "").strip("_")
+
+
+def _extra_runs(with_runs: str, seeds: list[int]) -> dict[str, list[Path]]:
+    """Each ``with_runs`` template's run folder per seed, checked before anything trains.
+
+    Raises:
+        ValueError: a template without ``{seed}``.
+        FileNotFoundError: a seed's folder has no ``predictions/`` (names the folder).
+    """
+    runs: dict[str, list[Path]] = {}
+    for template in _run_templates(with_runs):
+        if "{seed}" not in template:
+            raise ValueError(f"with_runs entry {template!r} has no {{seed}}: write the run folder "
+                             "as a path with {seed} for the seed, e.g. runs/full/screening_x_s{seed}")
+        runs[template] = [Path(template.format(seed=seed)) for seed in seeds]
+        for d in runs[template]:
+            if not (d / "predictions").is_dir():
+                raise FileNotFoundError(f"{d} has no predictions/: with_runs needs a finished run "
+                                        f"folder for every seed ({', '.join(map(str, seeds))})")
+    return runs
 
 
 def _alternatives(value: str, default: str) -> list[str]:
@@ -54,7 +85,7 @@ def screening(
     weights: str = "imagenet", image_size: int = 256, epochs: int = 12, sampler: str = "random",
     split_seed: int = 0, rare_below: int = 10, test_split: str = "test",
     batch_size: int = 32, num_workers: int = 0, setup: str = "full", dual: str = "none",
-    preprocess: str = "none", tta: bool = False,
+    preprocess: str = "none", tta: bool = False, with_runs: str = "",
 ) -> Path:
     """Run the screening benchmark; return the path of ``results.md``.
 
@@ -80,13 +111,22 @@ def screening(
         backbone: A timm / funduslab backbone name, or several joined by ``|``
             (``tf_efficientnet_lite0|tf_efficientnet_lite2``): like ``preprocess``, one model
             per backbone × pipeline and seed, soft-voted per seed.
+        with_runs: Finished run folders of other recipes to vote with, one path per recipe
+            with ``{seed}`` for the seed, several joined by ``|``
+            (``runs/full/screening_tf_efficientnet_lite0_s{seed}``): e.g. a full fine-tune
+            beside frozen members, which a frozen-feature cache cannot train. Per seed, each
+            counts as one member beside this recipe's model (its vote, if it has members), so
+            one extra run gets half the weight. Folders get ``_with_<their stems>``.
 
     Raises:
-        ValueError: a missing test split or a setup other than ``full`` / ``frozen``.
+        ValueError: a missing test split, a setup other than ``full`` / ``frozen``, or a
+            ``with_runs`` entry without ``{seed}``.
+        FileNotFoundError: a ``with_runs`` folder missing for one of the seeds.
     """
     seeds = seeds or [0, 1, 2]
     if setup not in ("full", "frozen"):
         raise ValueError(f"setup must be 'full' or 'frozen', got {setup!r}")
+    extra_runs = _extra_runs(with_runs, seeds)
     options: dict = {}
     if adapter == "odir5k":
         options = {"labels": [s.strip() for s in labels.split(",") if s.strip()],
@@ -114,15 +154,20 @@ def screening(
                                    f"preprocess {pipe}")
             [(_, members[net, pipe])] = run_variants(base, [variant], seeds, team=team,
                                                      progress=not quick)
+    from funduslab.ensemble import load_members, write_ensemble_run
+
     if len(members) == 1:
         [run_dirs] = members.values()
     else:  # per seed, the soft vote of the members' models
-        from funduslab.ensemble import load_members, write_ensemble_run
-
         stem = screening_run_name(backbone, setup, dual, preprocess, tta)
         run_dirs = [write_ensemble_run(load_members([dirs[i] for dirs in members.values()]),
                                        "soft_voting", Path(out) / f"{stem}_s{seed}")
                     for i, seed in enumerate(seeds)]
+    if extra_runs:  # per seed, this recipe's model (or vote) beside each other recipe's run
+        stem = screening_run_name(backbone, setup, dual, preprocess, tta, with_runs)
+        run_dirs = [write_ensemble_run(load_members([own] + [d[i] for d in extra_runs.values()]),
+                                       "soft_voting", Path(out) / f"{stem}_s{seed}")
+                    for i, (own, seed) in enumerate(zip(run_dirs, seeds))]
 
     names = table.label_names
     truth = table.split(test_split).set_index("id")[names]
@@ -139,27 +184,36 @@ def screening(
         reports.append(rep)
     text = _render(reports, run_dirs, seeds, names, adapter, labels, " + ".join(backbones),
                    test_split, setup, dual)
-    if len(members) > 1:
-        text += _members_table(members, test_split, several_backbones=len(backbones) > 1)
+    if extra_runs:
+        text += ("\nEach seed's model is voted with run folders of other recipes: "
+                 + ", ".join(f"`{t}`" for t in extra_runs) + ".\n")
+    if len(members) > 1 or extra_runs:
+        rows = {(f"`{net}`", f"`{pipe}`"): dirs for (net, pipe), dirs in members.items()}
+        rows |= {(f"run folder `{_run_stem(t)}`", "its own"): dirs
+                 for t, dirs in extra_runs.items()}
+        text += _members_table(rows, test_split, several_models=len(rows) > len(
+            _alternatives(preprocess, "none")))
     atomic_write_text(Path(out) / "results.md", text)
     return Path(out) / "results.md"
 
 
 def _members_table(members: dict[tuple[str, str], list[Path]], split: str,
-                   several_backbones: bool = False) -> str:
-    """Each member's own macro AUROC (val, test), beside the ensemble's in the report."""
+                   several_models: bool = False) -> str:
+    """Each member's own macro AUROC (val, test), beside the ensemble's in the report.
+
+    ``members``: (model, preprocessing) as displayed → the member's run folder per seed.
+    """
     def macro(d: Path, name: str) -> float:
         entry = read_metrics(d)["splits"].get(name, {}).get("threshold_0.5", {})
         return float(entry.get("macro_auroc", float("nan")))
 
-    rows = [([f"`{net}`"] if several_backbones else [])
-            + [f"`{pipe}`", mean_std([macro(d, "val") for d in dirs]),
+    rows = [([net] if several_models else [])
+            + [pipe, mean_std([macro(d, "val") for d in dirs]),
                mean_std([macro(d, split) for d in dirs])]
             for (net, pipe), dirs in members.items()]
-    head = (["backbone"] if several_backbones else []) + [
+    head = (["model"] if several_models else []) + [
         "preprocess", "val macro AUROC", f"{split} macro AUROC"]
-    what = "backbone, preprocessing pipeline" if several_backbones else "preprocessing pipeline"
-    return (f"\n## Ensemble members (one model per {what} and seed)\n\n"
+    return ("\n## Ensemble members (their own figures, mean ± std over the seeds)\n\n"
             + markdown_table(head, rows))
 
 
