@@ -62,8 +62,9 @@ def _extra_runs(with_runs: str, seeds: list[int]) -> dict[str, list[Path]]:
     runs: dict[str, list[Path]] = {}
     for template in _run_templates(with_runs):
         if "{seed}" not in template:
-            raise ValueError(f"with_runs entry {template!r} has no {{seed}}: write the run folder "
-                             "as a path with {seed} for the seed, e.g. runs/full/screening_x_s{seed}")
+            raise ValueError(f"with_runs entry {template!r} has no {{seed}}: write the run "
+                             "folder as a path with {seed} for the seed, e.g. "
+                             "runs/full/screening_x_s{seed}")
         runs[template] = [Path(template.format(seed=seed)) for seed in seeds]
         for d in runs[template]:
             if not (d / "predictions").is_dir():
