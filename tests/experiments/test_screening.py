@@ -128,5 +128,5 @@ def test_screening_with_runs_votes_each_seed_with_another_recipes_run(tmp_path: 
     rep = json.loads((voted / "long_tail.json").read_text())
     text = results.read_text()
     assert f"{rep['macro_auroc']['value']:.4f}" in text
-    assert "| run folder `screening_tiny_cnn` | its own |" in text
+    assert "| run folder `screening_tiny_cnn` | `none` |" in text
     assert "| `tiny_cnn` | `none` |" in text

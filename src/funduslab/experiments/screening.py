@@ -190,12 +190,18 @@ def screening(
                  + ", ".join(f"`{t}`" for t in extra_runs) + ".\n")
     if len(members) > 1 or extra_runs:
         rows = {(f"`{net}`", f"`{pipe}`"): dirs for (net, pipe), dirs in members.items()}
-        rows |= {(f"run folder `{_run_stem(t)}`", "its own"): dirs
+        rows |= {(f"run folder `{_run_stem(t)}`", f"`{_preprocess_of(dirs[0])}`"): dirs
                  for t, dirs in extra_runs.items()}
         text += _members_table(rows, test_split, several_models=len(rows) > len(
             _alternatives(preprocess, "none")))
     atomic_write_text(Path(out) / "results.md", text)
     return Path(out) / "results.md"
+
+
+def _preprocess_of(run_dir: Path) -> str:
+    from funduslab.ensemble.members import read_run_config
+
+    return str(read_run_config(run_dir)["data"].get("preprocess") or "none")
 
 
 def _members_table(members: dict[tuple[str, str], list[Path]], split: str,
