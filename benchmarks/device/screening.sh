@@ -16,6 +16,7 @@ PY=${PY:-python3}
 SEEDS=${SEEDS:-0 1 2}; EPOCHS=${EPOCHS:-auto}; IMAGE_SIZE=${IMAGE_SIZE:-384}
 WORKERS=${WORKERS:-4}; BUDGET_S=${BUDGET_S:-450}
 RUNS=runs/gpu_screen_dual${IMAGE_SIZE}
+LOGS=$RUNS/device_logs  # packed with the run folders; $OUT holds at most 8 files
 DATA=.device/odir5k-source
 C2=.device/carry2
 
@@ -40,11 +41,12 @@ bench() {  # one bench_screening call of this recipe
     "$PY" benchmarks/bench_screening.py --data "$DATA" --out "$RUNS" --setup full --dual concat \
         --image-size "$IMAGE_SIZE" --epochs "$EPOCHS" --workers "$WORKERS" "$@"
 }
+mkdir -p "$LOGS" && cp .device/setup.log "$LOGS/" 2>/dev/null || true
 start=$(date +%s)
 pids=()
 for s in $SEEDS; do
     timeout "$BUDGET_S" bash -c "$(declare -f bench); $(declare -p PY DATA RUNS IMAGE_SIZE EPOCHS WORKERS); bench --seeds $s" \
-        > "$OUT/seed$s.log" 2>&1 &
+        > "$LOGS/seed$s.log" 2>&1 &
     pids+=($!)
 done
 stopped=0
@@ -54,13 +56,12 @@ for p in "${pids[@]}"; do  # bench exits 1 when the target is missed; 124 is the
 done
 echo "seeds done in $(( $(date +%s) - start )) s; stopped at BUDGET_S=$BUDGET_S: $stopped"
 if [ $stopped = 0 ]; then  # all finished: results.md over every seed (reuses the run folders)
-    bench --seeds "$(echo $SEEDS | tr ' ' ',')" > "$OUT/all.log" 2>&1 || true
+    bench --seeds "$(echo $SEEDS | tr ' ' ',')" > "$LOGS/all.log" 2>&1 || true
 else  # a re-run of this script on the same warm machine resumes them from their checkpoints
-    echo "not summarised: a stopped seed would resume training here" > "$OUT/all.log"
+    echo "not summarised: a stopped seed would resume training here" > "$LOGS/all.log"
 fi
-tail -25 "$OUT/all.log"
+tail -25 "$LOGS/all.log"
 
-mkdir -p "$RUNS/device_logs" && cp "$OUT"/*.log "$RUNS/device_logs/"
 tar -czf "$OUT/screen_gpu.tar.gz" --exclude='*.pt' --exclude='*.ckpt' --exclude='.cache' \
     --exclude='lightning_logs' "$RUNS"
 for s in $SEEDS; do
@@ -69,5 +70,6 @@ for s in $SEEDS; do
 done
 for s in $SEEDS; do  # last epoch reached: epoch,train_loss,...,val_macro_auroc
     echo "seed $s history: $(tail -1 "$RUNS"/screening_*_s"$s"/history.csv 2>/dev/null || echo none)"
+    tail -2 "$LOGS/seed$s.log"
 done
 ls -la "$OUT"

@@ -22,7 +22,7 @@ cp "$C1"/images/* .device/odir5k-source/images/
 echo "images so far: $(ls .device/odir5k-source/images | wc -l)"
 
 export PYTHONPATH="src:.device/site${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg PYTHONUNBUFFERED=1
-"$PY" - <<'PYEOF' 2>&1 | tee "$OUT/setup.log"
+"$PY" - <<'PYEOF' 2>&1 | tee "$OUT/setup.log" .device/setup.log
 """Versions, then 20 timed training steps of the screening model (fellow eye, Lite0, 384 px)."""
 import platform, time
 from pathlib import Path
