@@ -38,7 +38,7 @@ def test_prepare_splits_the_images_into_two_disjoint_carries(tmp_path: Path) -> 
     images = sorted(p.name for p in (data / "images").iterdir())
     scripts = _copy_scripts(tmp_path / "repo")
     subprocess.run(["bash", str(scripts / "prepare.sh"), str(data)], check=True,
-                   env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "WHEELS": "0"},
+                   env={"PATH": "/usr/bin:/bin", "PY": sys.executable, "WHEELS": "0"},
                    capture_output=True)
     dev = tmp_path / "repo" / ".device"
     first = {p.name for p in (dev / "carry1" / "images").iterdir()}

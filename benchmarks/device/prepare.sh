@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SRC=${1:-../shared/data/odir5k-source}
 [ -f "$SRC/labels.csv" ] || { echo "prepare.sh: $SRC has no labels.csv (pass the odir5k-source folder)" >&2; exit 2; }
-PY=${PYTHON:-.venv/bin/python}
+PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 
 rm -rf .device/carry1 .device/carry2
