@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Here, after screening.sh ran on the device: unpack its run folders into runs/, put each seed's
 # weights back in its folder, and vote them per seed with the frozen four-member screening vote
-# (the preset's with_runs; the frozen members train here on cached features, ≈20 min the first
+# (the preset's with_runs; the frozen members train here on cached features, 20–30 min the first
 # time on 2 CPU cores, seconds after). Prints the vote's results.md and its PASS/FAIL line.
 #
 #   bash benchmarks/device/collect.sh <files_at folder of the device reply> [image size, 384]
