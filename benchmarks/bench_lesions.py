@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from _common import verdict
+from funduslab.config import atomic_write_text
 from funduslab.data.patches import LESIONS
 from funduslab.data.synthetic_layouts import write_layout
 from funduslab.experiments.lesion_patches import lesion_patches
+from funduslab.reporting.tables import mean_std
 
 TARGET_LESIONS = ("MA", "HE", "EX")
 
@@ -46,7 +48,7 @@ def main() -> int:
     record = data / "generator.json"
     if not (data / "A. Segmentation").is_dir():
         write_layout("idrid", data, n=args.images, seed=args.data_seed, size=args.size)
-        record.write_text(json.dumps(settings))
+        atomic_write_text(record, json.dumps(settings))
     elif not record.is_file() or json.loads(record.read_text()) != settings:
         print(f"{data} holds data of other or unknown generator settings than {settings}; "
               f"pass another --out", file=sys.stderr)
@@ -58,18 +60,18 @@ def main() -> int:
           f"{args.data_seed}; {args.patch}-px lesion-centred patches, {args.epochs} epochs, "
           f"seeds {args.seeds}")
     mean_f1 = {}
-    for key, what in (("patch_test", "lesion-centred test patches (the target)"),
-                      ("grid_test", "grid test patches (every patch of each test image)")):
-        print(f"\n{what}\n{'lesion':6s} {'F1':>12s} {'precision':>12s} {'recall':>12s} "
-              f"{'AUROC':>12s} {'prevalence':>10s} {'F1 all-present':>14s}")
+    for key, what in (("patch_test", "lesion-centred test patches, the target"),
+                      ("grid_test", "grid test patches, every tile of each test image")):
+        print(f"\n{what} (mean ± sample std over the seeds)\n{'lesion':6s} {'F1':>17s} "
+              f"{'precision':>17s} {'recall':>17s} {'AUROC':>17s} {'prevalence':>10s} "
+              f"{'F1 all-present':>14s}")
         for name in LESIONS:
             cls = [r[key]["per_class"][name] for r in doc["runs"]]
             stat = {m: [c[m] for c in cls] for m in ("f1", "precision", "recall", "auroc")}
             p = cls[0]["support"] / doc["runs"][0][key]["n_samples"]
             if key == "patch_test":
                 mean_f1[name] = float(np.mean(stat["f1"]))
-            print(f"{name:6s} " + " ".join(f"{np.mean(v):.3f}±{np.std(v):.3f}"
-                                           for v in stat.values())
+            print(f"{name:6s} " + " ".join(f"{mean_std(v):>17s}" for v in stat.values())
                   + f" {p:10.2f} {2 * p / (1 + p):14.3f}")
     missed = [k for k in TARGET_LESIONS if not mean_f1[k] >= args.target]
     return verdict(not missed, f"mean test F1 {', '.join(f'{k} {mean_f1[k]:.3f}' for k in TARGET_LESIONS)}"
