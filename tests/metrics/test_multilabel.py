@@ -200,7 +200,7 @@ def test_tune_thresholds_is_optimal_by_brute_force(seed: int, objective: str) ->
 def test_tune_thresholds_with_grid() -> None:
     y, prob = _random_case(3, n=50)
     grid = np.linspace(0.05, 0.95, 19)
-    thr = tune_thresholds(y, prob, grid=grid)
+    thr = tune_thresholds(y, prob, grid=grid, objective="f1")
     assert all(np.isclose(grid, t).any() for t in thr)
     for c in range(y.shape[1]):
         scores = [f1_score(y[:, c], prob[:, c] >= t, zero_division=0) for t in grid]

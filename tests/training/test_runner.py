@@ -197,6 +197,18 @@ def test_none_setup_evaluates_a_saved_model_unchanged(full_run: Path, synth_cour
     np.testing.assert_allclose(before.to_numpy(), after.to_numpy(), atol=2e-5)
 
 
+def test_none_setup_refuses_a_checkpoint_of_another_model(full_run: Path, synth_course: Path,
+                                                          tmp_path: Path):
+    """A config naming one backbone must not evaluate (and record) another one's weights."""
+    cfg = tiny_config(synth_course, tmp_path, "other", setup="none")
+    cfg.model.backbone = "tiny_vit"
+    cfg.model.weights = str(full_run / "unit_task1-3.pt")
+    with pytest.raises(ValueError, match=r"model\.backbone='tiny_cnn' \(config: 'tiny_vit'\)"
+                                         r".*--backbone tiny_cnn"):
+        run(cfg, progress=False)
+    assert not (tmp_path / "other" / "metrics.json").exists()
+
+
 def test_none_setup_without_a_checkpoint_says_what_to_pass(synth_course: Path, tmp_path: Path):
     cfg = tiny_config(synth_course, tmp_path, "bad", setup="none")
     with pytest.raises(ValueError, match="checkpoint file"):

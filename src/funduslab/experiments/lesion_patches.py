@@ -110,7 +110,7 @@ def image_level_scores(patch_run: Path, whole_run: Path | None, grid: pd.DataFra
         (val_ids, val_p), (test_ids, test_p) = parts["val"], parts["test"]
         y_val = image_labels.loc[val_ids, names].to_numpy(int)
         y_test = image_labels.loc[test_ids, names].to_numpy(int)
-        thresholds = tune_thresholds(y_val, val_p)
+        thresholds = tune_thresholds(y_val, val_p, objective="f1")  # patch F1 target
         scores[method] = multilabel_metrics(y_test, test_p, thresholds, names)
     return scores
 
@@ -196,7 +196,8 @@ def lesion_patches(
         "augment": augment,
         "train": {"setup": "full", "epochs": epochs, "batch_size": batch_size, "lr": lr,
                   "backbone_lr": lr, "loss": loss, "loss_options": loss_kwargs,
-                  "tune_thresholds": True, "monitor": "macro_auroc", "precision": precision},
+                  "tune_thresholds": True, "threshold_objective": "f1",
+                  "monitor": "macro_auroc", "precision": precision},
     }
     per_seed = []
     for seed in seeds:

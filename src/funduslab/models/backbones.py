@@ -29,6 +29,7 @@ __all__ = [
     "BackboneInfo",
     "BackboneSpec",
     "backbone_info",
+    "check_weights",
     "create_backbone",
     "stage_parameter_groups",
     "swin_window_size",
@@ -279,7 +280,8 @@ def create_backbone(
     Raises:
         ValueError: unknown name or ``weights`` value, or weights that do not fit.
         FileNotFoundError: ``weights`` names a file that does not exist.
-        RuntimeError: ImageNet weights need the network and there is none.
+        WeightsUnavailableError: ImageNet weights need the network and there is none, or the
+            download failed (a ``ValueError`` and ``RuntimeError``; one line).
     """
     from funduslab.models import weights as wt
 
@@ -307,8 +309,7 @@ def create_backbone(
     source = "none"
     if spec.timm_name is None:
         if kind == "imagenet":
-            raise ValueError(f"backbone {name!r} is a tiny test config with no ImageNet weights; "
-                             "use weights='none' or a path")
+            raise _no_imagenet(name)
         assert spec.build is not None
         model = spec.build(in_chans=in_chans, **kwargs)
     else:
@@ -332,6 +333,29 @@ def create_backbone(
     model.funduslab_info = _make_info(name, spec, model, img_size, source)
     logger.info("backbone %s: %d features, weights %s", name, model.num_features, source)
     return model
+
+
+def _no_imagenet(name: str) -> ValueError:
+    return ValueError(f"backbone {name!r} is a tiny test config with no ImageNet weights; "
+                      "use weights='none' or a path")
+
+
+def check_weights(name: str, weights: str | os.PathLike[str]) -> str:
+    """Check that ``weights`` (``"imagenet"``, ``"none"``, a path) can be had for backbone ``name``
+    without building or downloading anything (one hub probe, ≤ 3 s, at most); return its kind.
+
+    Raises: as :func:`create_backbone` would, but before any data is decoded.
+    """
+    from funduslab.models import weights as wt
+
+    spec, kind = BACKBONES.get(name), _weights_kind(weights)
+    if kind == "imagenet" and spec.timm_name is None:
+        raise _no_imagenet(name)
+    if kind == "imagenet" and spec.imagenet == "hub":
+        wt.check_hub_weights(spec.timm_name)  # type: ignore[arg-type]
+    elif kind == "imagenet" and spec.imagenet.startswith("lite"):
+        wt.efficientnet_lite_weights_path(int(spec.imagenet[4:]))
+    return kind
 
 
 def _weights_kind(weights: str | os.PathLike[str]) -> Literal["imagenet", "none", "path"]:

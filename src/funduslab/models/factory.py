@@ -24,7 +24,7 @@ from funduslab.models.dual import DualFundusModel, build_fusion, dual_mode
 from funduslab.models.heads import HEADS
 from funduslab.models.heads.feature_map import feature_map_options
 
-__all__ = ["build_model", "checkpoint_metadata", "last_stage_parameters", "model_from_checkpoint",
+__all__ = ["build_model", "check_checkpoint_matches", "checkpoint_metadata", "last_stage_parameters", "model_from_checkpoint",
            "model_from_state"]
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,8 @@ def build_model(
         raw = read_state_dict(path)
         fmt = detect_checkpoint_format(raw)
         if fmt == "funduslab":
-            model = model_from_checkpoint(path, num_outputs)
-            if dual_mode(model) != cfg.dual:
-                raise ValueError(f"{path} was trained with model.dual={dual_mode(model)!r} but the "
-                                 f"config says model.dual={cfg.dual!r}; make them agree")
-            return model
+            check_checkpoint_matches(path, dict(raw.get("metadata") or {}), cfg)
+            return model_from_checkpoint(path, num_outputs)
     backbone = create_backbone(cfg.backbone, cfg.weights, img_size=image_size)
     if cfg.attention_stages:  # identity-initialised SE blocks (models/attention.py)
         insert_se(backbone, cfg.attention_stages, cfg.attention_rd_ratio)
@@ -82,6 +79,26 @@ def build_model(
                              f"but the data has {num_outputs} labels")
         model.head.fc.load_state_dict(head_state)
     return model
+
+
+def check_checkpoint_matches(path: Path, meta: dict, cfg: ModelConfig) -> None:
+    """Refuse to evaluate a funduslab checkpoint under a config that names another model.
+
+    Without this, ``--config <lite0 run>/config.yaml --setup none --weights <resnet18 .pt>``
+    evaluated the ResNet18 and wrote ``tf_efficientnet_lite0`` into the run's config and report.
+
+    Raises:
+        ValueError: naming each field that differs, the checkpoint's value and the flag to pass.
+    """
+    saved = {"backbone": meta.get("backbone"), "head": meta.get("head") or "linear",
+             "dual": meta.get("dual") or "none"}
+    asked = {"backbone": cfg.backbone, "head": cfg.head, "dual": cfg.dual}
+    differs = [k for k in saved if saved[k] is not None and saved[k] != asked[k]]
+    if differs:
+        found = ", ".join(f"model.{k}={saved[k]!r} (config: {asked[k]!r})" for k in differs)
+        flags = " ".join(f"--{k} {saved[k]}" for k in differs)
+        raise ValueError(f"{path} holds another model than the config describes: {found}; "
+                         f"pass {flags} or use the config.yaml of the run that saved it")
 
 
 def model_from_checkpoint(path: Path, num_outputs: int | None = None) -> FundusModel:

@@ -9,7 +9,7 @@ Three sources, one rule each:
   one-to-one *in order*, checking every shape; no network is needed.
 * other timm models: ``pretrained=True`` through the Hugging Face hub, used only when its weights
   are already in the local cache or the hub answers within a few seconds; otherwise a
-  ``RuntimeError`` tells the user to pass ``weights=<path>``.
+  :class:`WeightsUnavailableError` (one line) tells the user to pass ``weights=<path>``.
 * a path: a ``.pth``/``.pt``/``.safetensors`` state dict (plain, wrapped in ``{"state_dict": ...}``
   and friends, ``module.``-prefixed, or a funduslab checkpoint), loaded with ``weights_only=True``
   and checked key by key against the architecture.
@@ -32,6 +32,8 @@ from torch import nn
 
 __all__ = [
     "HUB_HOST",
+    "WeightsUnavailableError",
+    "check_hub_weights",
     "efficientnet_lite_weights_path",
     "hub_reachable",
     "load_efficientnet_lite_imagenet",
@@ -45,6 +47,15 @@ logger = logging.getLogger(__name__)
 
 HUB_HOST = "huggingface.co"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+
+
+class WeightsUnavailableError(RuntimeError, ValueError):
+    """ImageNet weights that need the network cannot be had (no cache, no network, failed download).
+
+    A ``ValueError`` so that the CLI reports it as one line (exit status 2) like any other setting
+    the user can change (``weights=<path>`` or ``'none'``); a ``RuntimeError`` for callers that
+    caught the earlier type.
+    """
 
 
 def hub_reachable(timeout_s: float = 2.0, host: str = HUB_HOST, port: int = 443) -> bool:
@@ -90,39 +101,60 @@ def _cached_hub_file(timm_name: str) -> str | None:
     return None
 
 
+def _advice(timm_name: str) -> str:
+    return (f"pass weights=<path to a .pth/.safetensors state dict for {timm_name}> instead "
+            "(or weights=none to start from random initialisation)")
+
+
+def check_hub_weights(timm_name: str) -> str | None:
+    """The cached hub file of ``timm_name``'s ImageNet weights, or ``None`` when the hub answers
+    (:func:`hub_reachable`, ≤ 3 s); downloads nothing, so it can run before any data is decoded.
+
+    Raises:
+        WeightsUnavailableError: not cached and the hub unreachable (or ``HF_HUB_OFFLINE`` set).
+    """
+    cached = _cached_hub_file(timm_name)
+    if cached is not None:
+        return cached
+    if not hub_reachable():
+        raise WeightsUnavailableError(
+            f"weights=imagenet for {timm_name!r} needs a download from {HUB_HOST}, which is "
+            f"unreachable (no network, or HF_HUB_OFFLINE set) and the weights are not cached; "
+            f"{_advice(timm_name)}"
+        )
+    return None
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def timm_hub_model(timm_name: str, **kwargs: Any) -> nn.Module:
     """Build ``timm.create_model(timm_name, pretrained=True, **kwargs)`` without ever hanging.
 
     Uses the locally cached hub file when there is one; otherwise downloads only if
-    :func:`hub_reachable` says the hub answers.
+    :func:`hub_reachable` says the hub answers (:func:`check_hub_weights`).
 
     Raises:
-        RuntimeError: no cached weights and no network, or the download failed; the message says
-            to pass ``weights=<path to .pth/.safetensors>`` instead.
+        WeightsUnavailableError: no cached weights and no network, or the download failed; the
+            one-line message says to pass ``weights=<path to .pth/.safetensors>`` instead.
     """
     import timm
 
-    cached = _cached_hub_file(timm_name)
+    cached = check_hub_weights(timm_name)
     if cached is not None:
         logger.info("loading %s ImageNet weights from the local hub cache %s", timm_name, cached)
         overlay = {"file": cached, "custom_load": False}
         return timm.create_model(
             timm_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
         )
-    advice = (
-        f"pass weights=<path to a .pth/.safetensors state dict for {timm_name}> instead "
-        "(or weights='none' to start from random initialisation)"
-    )
-    if not hub_reachable():
-        raise RuntimeError(
-            f"ImageNet weights for {timm_name!r} are not cached and there is no network "
-            f"({HUB_HOST} unreachable or HF_HUB_OFFLINE set); {advice}"
-        )
     try:
         return timm.create_model(timm_name, pretrained=True, **kwargs)
     except Exception as err:  # noqa: BLE001 - any download/parse failure gets the same advice
-        raise RuntimeError(
-            f"downloading ImageNet weights for {timm_name!r} failed: {err}; {advice}"
+        raise WeightsUnavailableError(
+            f"downloading ImageNet weights for {timm_name!r} from {HUB_HOST} failed "
+            f"({type(err).__name__}: {_one_line(err)}); {_advice(timm_name)}"
         ) from err
 
 

@@ -32,7 +32,7 @@ __all__ = ["RunSummary", "compare_runs", "summarize_run"]
 #: thresholds (both threshold rules are always reported).
 _NOT_RECIPE = frozenset({"train.seed", "data.cache_dir", "data.num_workers", "train.devices",
                          "train.strategy", "train.accelerator", "train.task",
-                         "train.tune_thresholds"})
+                         "train.tune_thresholds", "train.threshold_objective"})
 
 
 @dataclass

@@ -5,13 +5,17 @@ runs/<name>/config.yaml  metrics.json  predictions/<split>.csv  submission.csv  
             <team>_task<k>-<j>.pt  figures/
 ```
 All writes are atomic (temporary file + ``os.replace``), so an interrupted run never leaves a
-half-written file that a later tool would trust.
+half-written file that a later tool would trust. A run that fails either leaves nothing (it had
+created the folder and saved no checkpoint) or a ``failed.json`` beside its checkpoints that says
+what went wrong and how to resume; readers list such folders as skipped, with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+import time
 import platform
 import subprocess
 import sys
@@ -25,7 +29,10 @@ import pandas as pd
 from funduslab.config import atomic_write_text
 
 __all__ = [
+    "FAILED_FILE",
+    "clean_up_failed_run",
     "environment_info",
+    "find_run_folders",
     "read_metrics",
     "read_predictions",
     "weights_filename",
@@ -135,3 +142,71 @@ def weights_filename(team: str | None, task: str | None) -> str:
     if team and task:
         return f"{team}_task{task}.pt"
     return "model.pt"
+
+
+FAILED_FILE = "failed.json"
+
+
+def clean_up_failed_run(run_dir: Path, created: bool, error: BaseException) -> None:
+    """After a failed run: remove the folder it created if nothing resumable is in it, otherwise
+    leave ``failed.json`` (the error, the time, how to resume) so no reader takes it for done."""
+    run_dir = Path(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if created and not last.is_file():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    if not run_dir.is_dir():
+        return
+    name = type(error).__name__
+    write_json(run_dir / FAILED_FILE, {
+        "error": f"{name}: {error}" if str(error) else name,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "resume": ("re-run the same command: it resumes from checkpoints/last.ckpt"
+                   if last.is_file() else "re-run the same command"),
+    })
+
+
+def _looks_like_run(path: Path) -> bool:
+    """A run folder in the making (or left empty by a failure), not a cache or figures folder."""
+    marks = ("config.yaml", FAILED_FILE, "checkpoints")
+    return any((path / m).exists() for m in marks) or not any(path.iterdir())
+
+
+def _why_unfinished(run_dir: Path) -> str:
+    failed = run_dir / FAILED_FILE
+    if failed.is_file():
+        try:
+            return "failed: " + str(json.loads(failed.read_text()).get("error", "unknown error"))
+        except (OSError, ValueError):
+            return "failed (unreadable failed.json)"
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "unfinished: interrupted during training; re-run its command to resume"
+    return "unfinished: no metrics.json"
+
+
+def find_run_folders(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Finished run folders among ``paths`` (a folder that is not a run contributes its
+    sub-folders), and the sub-folders skipped with the reason.
+
+    Raises:
+        FileNotFoundError: a path does not exist, or holds no finished run at all (the skipped
+            sub-folders and reasons are named).
+    """
+    found: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in map(Path, paths):
+        if (path / "metrics.json").is_file():
+            found.append(path)
+        elif not path.is_dir():
+            raise FileNotFoundError(f"run folder not found: {path}")
+        else:
+            subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            inner = [p for p in subs if (p / "metrics.json").is_file()]
+            here = [(p, _why_unfinished(p)) for p in subs if p not in inner and _looks_like_run(p)]
+            if not inner:
+                detail = "; ".join(f"{p.name}: {why}" for p, why in here) or "no sub-folders"
+                raise FileNotFoundError(
+                    f"{path} is not a finished run folder and holds none ({detail})")
+            found += inner
+            skipped += here
+    return list(dict.fromkeys(found)), skipped

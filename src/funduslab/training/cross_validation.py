@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from funduslab.config import RunConfig, config_from_dict, save_config
+from funduslab.config import RunConfig, config_from_dict, save_config, validate_names
 from funduslab.data.adapters import load_table
 from funduslab.metrics import multilabel_metrics, tune_thresholds
 from funduslab.reporting.run_folder import (
@@ -75,6 +75,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, fold_seed: int = 0,
     Raises:
         ValueError: ``folds`` < 2, a grading dataset, or fold runs that disagree.
     """
+    validate_names(cfg)  # every registry name, before any data or model
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
     started = time.time()
@@ -101,7 +102,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, fold_seed: int = 0,
         raise ValueError(f"the fold runs' {val} predictions do not cover {train} + {val} exactly "
                          "once; were they trained with other folds? delete them and re-run")
     truth = frame.loc[ids, labels].to_numpy(dtype=int)
-    tuned = tune_thresholds(truth, oof)
+    tuned = tune_thresholds(truth, oof, objective=cfg.train.threshold_objective)
     chosen = tuned if cfg.train.tune_thresholds else np.full(len(labels), 0.5)
 
     metrics: dict[str, Any] = {"label_names": labels, "splits": {}, "cross_validation": {
@@ -130,7 +131,8 @@ def cross_validate(cfg: RunConfig, folds: int = 5, fold_seed: int = 0,
             write_submission(cv_dir / "submission.csv", split_ids, (p >= chosen).astype(int),
                              table.submission_columns)
     metrics["thresholds"] = {"used": "tuned_on_out_of_fold" if cfg.train.tune_thresholds
-                             else "0.5", "tuned_on_val": [float(t) for t in tuned]}
+                             else "0.5", "tuned_on_val": [float(t) for t in tuned],
+                             "objective": cfg.train.threshold_objective}
     metrics["timing_s"] = {"total": round(sum(
         float(read_metrics(d).get("timing_s", {}).get("total", 0.0)) for d in fold_dirs)
         + time.time() - started, 1)}

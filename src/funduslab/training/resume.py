@@ -19,7 +19,8 @@ __all__ = ["EVALUATION_ONLY", "check_resumable", "config_differences", "is_finis
 
 #: Fields that change what happens after fitting (or where files go), not the weights.
 EVALUATION_ONLY = frozenset({
-    "data.num_workers", "data.cache_dir", "train.tune_thresholds", "train.tta",
+    "data.num_workers", "data.cache_dir", "train.tune_thresholds",
+    "train.threshold_objective", "train.tta",
     "train.devices", "train.strategy", "train.accelerator",
 })
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
-from funduslab.config import RunConfig, save_config
+from funduslab.config import RunConfig, save_config, validate_names
 from funduslab.data.folds import load_run_table
 from funduslab.data.cache import ImageCache
 from funduslab.data.table import SampleTable
@@ -24,6 +24,8 @@ from funduslab.models.factory import checkpoint_metadata
 from funduslab.preprocess import build_pipeline
 from funduslab.reporting.figures import plot_history
 from funduslab.reporting.run_folder import (
+    FAILED_FILE,
+    clean_up_failed_run,
     environment_info,
     weights_filename,
     write_json,
@@ -93,10 +95,29 @@ def decode_splits(
 
 
 def run(cfg: RunConfig, progress: bool = True) -> Path:
-    """Fit and evaluate one configuration; return its run folder."""
+    """Fit and evaluate one configuration; return its run folder.
+
+    A run that fails (an error, Ctrl-C) removes the folder it created when nothing resumable is
+    in it, and otherwise leaves ``failed.json`` beside its checkpoints
+    (:func:`~funduslab.reporting.run_folder.clean_up_failed_run`).
+    """
+    validate_names(cfg)  # every registry name, before any folder, data or model
+    run_dir = cfg.run_dir
+    created = not run_dir.exists()
+    state = {"training": False}  # a folder we did not create is marked only once training began
+    try:
+        done = _run(cfg, run_dir, progress, state)
+    except BaseException as err:
+        if created or state["training"]:
+            clean_up_failed_run(run_dir, created, err)
+        raise
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
+    return done
+
+
+def _run(cfg: RunConfig, run_dir: Path, progress: bool, state: dict[str, bool]) -> Path:
     started = time.time()
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cfg.data.cache_dir or cfg.output.out / ".cache")
     table = load_run_table(cfg)
@@ -118,6 +139,7 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
         "environment": environment_info(),
     }
     save_config(cfg, run_dir / "config.yaml", provenance)
+    state["training"] = True
     ctx = RunContext(cfg, table, splits, run_dir, cache_dir, fingerprint, {"progress": progress})
     model, fit_info = fit_model(ctx)
     if not fit_info.get("is_global_zero", True):
@@ -184,7 +206,8 @@ def _evaluate_multilabel(ctx: RunContext, logits: dict[str, np.ndarray]) -> tupl
     tuned = None
     val = splits.get(cfg.data.val_split)
     if val is not None and val.labelled:
-        tuned = tune_thresholds(val.targets.astype(int), probs[val.name])
+        tuned = tune_thresholds(val.targets.astype(int), probs[val.name],
+                                objective=cfg.train.threshold_objective)
     chosen = tuned if (cfg.train.tune_thresholds and tuned is not None) else thresholds
 
     metrics: dict = {"label_names": table.label_names, "splits": {}}
@@ -204,5 +227,6 @@ def _evaluate_multilabel(ctx: RunContext, logits: dict[str, np.ndarray]) -> tupl
     metrics["thresholds"] = {
         "used": "tuned_on_val" if chosen is tuned else "0.5",
         "tuned_on_val": None if tuned is None else [float(t) for t in tuned],
+        "objective": cfg.train.threshold_objective,
     }
     return metrics, chosen
