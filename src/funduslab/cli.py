@@ -17,14 +17,35 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from funduslab import __version__
 
 __all__ = ["app"]
 
+
+def _hide_flag_types(command: Any, ctx: typer.Context) -> None:
+    """Blank the ``<bool>`` Typer shows beside on/off flags (they take no value), recursively."""
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_types(sub, ctx)
+
+
+class _Group(TyperGroup):
+    """The top-level group: help shows flags without a value type."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _hide_flag_types(self, typer.Context(self))
+        return super().main(*args, **kwargs)
+
+
 app = typer.Typer(
     name="funduslab",
     help="Transfer learning on retinal fundus photographs.",
+    cls=_Group,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -37,21 +58,23 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn user errors into one clear line and exit code 2."""
+    """Turn user errors into one clear line (not wrapped, not read as markup) and exit code 2."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
-            console.print(f"[bold red]error:[/] {err}")
+            message = " ".join(str(err).split())
+            console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _main(
+    ctx: typer.Context,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
@@ -63,6 +86,9 @@ def _main(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if version:
         console.print(f"funduslab {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:  # options only (e.g. -v): show the verbs
+        typer.echo(ctx.get_help())
         raise typer.Exit()
 
 
@@ -108,19 +134,26 @@ def data_check(
     adapter: str = typer.Option("auto", help="Adapter name, or auto."),
     labels: Optional[str] = typer.Option(None, help="Comma-separated label columns."),
     images: Optional[Path] = typer.Option(None, help="Image folder (generic_csv)."),
+    image_size: int = typer.Option(256, help="Training resolution in px: smaller images warn."),
 ) -> None:
-    """Decode every image once and list the ones that are missing or corrupt."""
+    """Decode every image once: list the missing or corrupt ones (exit 1), warn on the odd ones
+    (smaller than the training resolution, 16-bit input)."""
     from funduslab.data.adapters import load_table
-    from funduslab.data.imageio import verify_images
+    from funduslab.data.inspect import inspect_images
 
     table = load_table(adapter, root, **_adapter_options(labels, images))
     with console.status(f"decoding {len(table.frame)} images"):
-        problems = verify_images([Path(p) for p in table.frame["path"]])
-    if problems:
-        for path, error in problems:
-            console.print(f"[red]{path}[/]: {error}")
+        findings = inspect_images([Path(p) for p in table.frame["path"]], image_size)
+    errors = [f for f in findings if f.is_error]
+    for finding in findings:
+        colour = "red" if finding.is_error else "yellow"
+        label = "" if finding.is_error else "warning: "
+        console.print(f"[{colour}]{finding.path}[/]: {label}{finding.message}")
+    if errors:
         raise typer.Exit(code=1)
-    console.print(f"[green]all {len(table.frame)} images decode[/]")
+    warned = len({f.path for f in findings})
+    tail = f" ({warned} with warnings)" if warned else ""
+    console.print(f"[green]all {len(table.frame)} images decode[/]{tail}")
 
 
 def _adapter_options(labels: Optional[str], images: Optional[Path]) -> dict[str, Any]:

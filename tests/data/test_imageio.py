@@ -135,26 +135,38 @@ def test_palette_is_expanded(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
-def test_16bit_gray_scaled_by_actual_range(tmp_path: Path, suffix: str) -> None:
+def test_16bit_gray_scaled_by_the_fixed_full_range_rule(tmp_path: Path, suffix: str) -> None:
     g16 = np.full((4, 5), 1000, dtype=np.uint16)
-    g16[0, 0], g16[1, 1], g16[2, 2] = 3000, 2000, 1500
+    g16[0, 0], g16[1, 1], g16[2, 2] = 65535, 32768, 257 * 64
     Image.fromarray(g16).save(tmp_path / f"g16{suffix}")
     out = read_rgb(tmp_path / f"g16{suffix}")
     assert out.dtype == np.uint8
-    assert out[0, 0, 0] == 255 and out[3, 4, 0] == 0
-    assert out[1, 1, 0] == 128  # (2000 - 1000) / 2000 * 255 = 127.5 -> 128
-    assert out[2, 2, 0] == 64  # 500 / 2000 * 255 = 63.75
+    assert out[0, 0, 0] == 255 and out[3, 4, 0] == 4  # 1000 / 257 = 3.9 -> 4
+    assert out[1, 1, 0] == 128  # 32768 / 257 = 127.5 -> 128
+    assert out[2, 2, 0] == 64
     np.testing.assert_array_equal(out[..., 0], out[..., 1])
+
+
+def test_16bit_scaling_does_not_depend_on_the_image(tmp_path: Path) -> None:
+    """Two photographs of one eye keep their relative brightness (no per-image stretch)."""
+    bright = np.full((4, 4), 20000, dtype=np.uint16)
+    bright[0, 0] = 40000
+    dim = bright // 2
+    Image.fromarray(bright).save(tmp_path / "bright.png")
+    Image.fromarray(dim).save(tmp_path / "dim.png")
+    a, b = read_rgb(tmp_path / "bright.png"), read_rgb(tmp_path / "dim.png")
+    assert a[1, 1, 0] == 78 and b[1, 1, 0] == 39  # 20000 / 257, 10000 / 257
+    assert a[0, 0, 0] != b[0, 0, 0]
 
 
 def test_16bit_colour_png_uses_full_precision_and_rgb_order(tmp_path: Path) -> None:
     rgb16 = np.zeros((3, 3, 3), dtype=np.uint16)
-    rgb16[..., 0] = 4000  # red, a 12-bit sensor maximum
-    rgb16[..., 1] = 2000
+    rgb16[..., 0] = 65535
+    rgb16[..., 1] = 65280  # 65280 / 257 = 254.0; Pillow's high byte alone would give 255
     rgb16[1, 1] = (0, 0, 0)
     cv2.imwrite(str(tmp_path / "c16.png"), rgb16[..., ::-1])  # OpenCV writes BGR
     out = read_rgb(tmp_path / "c16.png")
-    np.testing.assert_array_equal(out[0, 0], (255, 128, 0))  # not the high byte (15, 7, 0)
+    np.testing.assert_array_equal(out[0, 0], (255, 254, 0))
     np.testing.assert_array_equal(out[1, 1], (0, 0, 0))
 
 

@@ -283,7 +283,8 @@ def test_cli_patches_prints_counts_per_lesion(idrid: Path, tmp_path: Path):
     assert result.exit_code == 0, result.output
     csv = pd.read_csv(tmp_path / "p" / "patches.csv")
     n_ma = int(csv.loc[csv["split"] == "train", "MA"].sum())
-    line = next(ln for ln in result.output.splitlines() if "train" in ln)
+    line = next(ln for ln in result.output.splitlines()  # the counts row, not a log line
+                if "train" in ln and "INFO" not in ln)
     assert str(n_ma) in line and "MA" in result.output and "SE" in result.output
     bad = runner.invoke(app, ["patches", "--data", str(tmp_path / "none"), "--out",
                               str(tmp_path / "q")])

@@ -18,14 +18,15 @@ Conversions to 8-bit RGB are explicit and logged once per kind (INFO the first t
   ``rgb * alpha / max_alpha`` — transparent regions become black like the area outside a fundus
   field of view;
 * palette (``P``) and other colour spaces (``CMYK``, ``YCbCr`` …) → RGB via Pillow;
-* 16-bit and wider (``I;16`` PNG/TIFF, 16-bit RGB PNG/TIFF, ``I``, ``F``) → 8-bit by mapping the
-  image's *actual* range ``[min, max]`` linearly onto ``[0, 255]``, one scale for all channels (so
-  the colour balance is kept). Scientific fundus cameras store 10–14-bit sensor data in 16-bit
-  containers; dividing by 257 would assume the full 16 bits are used and give near-black images.
-  The price is per-image normalisation (absolute brightness is not comparable between 16-bit
-  images), which is harmless here because illumination varies between photographs anyway.
-  Pillow silently keeps only the high byte of 16-bit *colour* files, so those are re-decoded with
-  OpenCV (after Pillow has checked them for truncation).
+* 16-bit and wider (``I;16`` PNG/TIFF, 16-bit RGB PNG/TIFF, ``I``, ``F``) → 8-bit by one fixed
+  rule, the same for every image of a dataset: integer data is read as a 16-bit container,
+  ``round(value × 255 / 65535)`` (values above 65535 clip), float data as ``[0, 1]``
+  (``round(value × 255)``, clipped). A per-image stretch would give two photographs of one eye
+  different scalings. Cameras that store 10–14-bit sensor data in 16-bit containers then look
+  dark: ``funduslab data check`` warns on 16-bit input and prints its largest value, so such a
+  dataset can be rescaled once, with one factor, before training. Pillow silently keeps only the
+  high byte of 16-bit *colour* files, so those are re-decoded with OpenCV (after Pillow has
+  checked them for truncation).
 
 EXIF orientation is not applied: fundus cameras do not rotate their output, and left/right eye
 orientation must stay as stored.
@@ -43,7 +44,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-__all__ = ["read_mask", "read_rgb", "verify_images", "write_image_atomic"]
+__all__ = ["FULL_RANGE_16BIT", "read_mask", "read_rgb", "verify_images", "write_image_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ _UMASK = os.umask(0o022)  # read the process umask once, at import
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK  # mkstemp creates 0600; finished files get the usual mode
 _TAIL_BYTES = 1024
+FULL_RANGE_16BIT = 65535.0  # integer images wider than 8 bits are read as 16-bit containers
 
 
 def _note_conversion(kind: str, message: str, path: Path) -> None:
@@ -132,20 +134,19 @@ def _open_loaded(path: Path) -> tuple[Image.Image, str]:
 
 
 def _scale_to_uint8(values: np.ndarray, path: Path) -> np.ndarray:
-    """Map the actual range ``[min, max]`` of an array linearly onto ``[0, 255]`` (uint8)."""
-    arr = values.astype(np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
+    """The fixed 16-bit rule of the module docstring: full container range → ``[0, 255]``."""
     _note_conversion(
         "high-bit-depth",
-        f"{values.dtype} image scaled to 8 bits by its actual range [min, max] -> [0, 255]",
+        f"{values.dtype} image scaled to 8 bits by the fixed full-range rule "
+        "(integers: value × 255 / 65535; floats: [0, 1] → [0, 255])",
         path,
     )
-    if hi <= lo:
-        # A constant image has no range to stretch; keep its level relative to the dtype range.
-        top = float(np.iinfo(values.dtype).max) if values.dtype.kind in "ui" else 1.0
-        level = np.clip(round(lo / top * 255.0), 0, 255) if top > 0 else 0
-        return np.full(values.shape, level, dtype=np.uint8)
-    return np.rint((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    arr = values.astype(np.float64)
+    if values.dtype.kind == "f":
+        arr = np.nan_to_num(arr, nan=0.0) * 255.0
+    else:
+        arr = arr * (255.0 / FULL_RANGE_16BIT)
+    return np.rint(np.clip(arr, 0.0, 255.0)).astype(np.uint8)
 
 
 def _composite_on_black(color: np.ndarray, alpha: np.ndarray, alpha_max: float) -> np.ndarray:
