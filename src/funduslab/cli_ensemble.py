@@ -6,6 +6,9 @@ funduslab ensemble weighted runs/a runs/b --objective course_average_f1 --out ru
 funduslab ensemble stacking runs/a runs/b --meta gradient_boosting --out runs
 funduslab ensemble bagging --config base.yaml --members 5 --out runs
 ```
+The run folder records its members relative to itself, and (unless ``--no-bundle``) holds
+``ensemble.pt``: every member's weights plus the fitted combiner, so ``funduslab predict`` on
+the folder or the file works wherever they are copied, members or not.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         meta: Optional[str] = typer.Option(None, help="logistic | gradient_boosting (stacking)."),
         cv: Optional[int] = typer.Option(None, help="Out-of-fold folds on val (stacking)."),
         seed: Optional[int] = typer.Option(None, help="Seed (bagging/boosting; stacking folds)."),
+        bundle: Optional[bool] = typer.Option(
+            None, "--bundle/--no-bundle",
+            help="Also write ensemble.pt, a self-contained bundle (members' weights + combiner) "
+                 "that predicts without the member folders [default: on; skipped with a note "
+                 "where the ensemble cannot be bundled, an error if --bundle is given]."),
     ) -> None:
         """Combine run folders (or train resampled members) into one ensemble run folder."""
         from funduslab.ensemble import (
@@ -92,6 +100,26 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
             valid = ", ".join(ENSEMBLES.names() + TRAINED_ENSEMBLES.names())
             raise ValueError(f"unknown ensemble method {method!r}; valid names: {valid}")
         _print_run(console, run_dir)
+        if bundle is not False:
+            _write_bundle(console, run_dir, required=bundle is True)
+
+
+def _write_bundle(console: Console, run_dir: Path, required: bool) -> Path | None:
+    """Save ``run_dir``'s bundle inside it; a method that cannot be bundled (gradient-boosting
+    stacking, members without weights) is an error only when ``--bundle`` was asked for."""
+    from funduslab.ensemble.bundle import BUNDLE_FILENAME, save_ensemble_bundle
+
+    try:
+        path = save_ensemble_bundle(run_dir, run_dir / BUNDLE_FILENAME)
+    except (ValueError, FileNotFoundError) as err:
+        if required:
+            raise ValueError(f"the ensemble run folder {run_dir} was written, but its bundle "
+                             f"could not be: {err}") from None
+        console.print(f"[yellow]no bundle written[/] (predict needs the member folders): {err}")
+        return None
+    console.print(f"[green]ensemble bundle:[/] {path} (self-contained: predict with it, or with "
+                  "the folder, without the member folders)")
+    return path
 
 
 def _print_run(console: Console, run_dir: Path) -> None:

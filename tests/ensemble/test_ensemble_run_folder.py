@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def test_every_method_writes_a_complete_run_folder(method, members, synth_course
         assert ours["id"].tolist() == theirs["id"].tolist()
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["ensemble"]["method"] == method
-    assert cfg["ensemble"]["members"] == [str(m) for m in members]
+    assert cfg["ensemble"]["members"] == [  # relative to the ensemble folder
+        Path(os.path.relpath(m.resolve(), out.resolve())).as_posix() for m in members]
+    assert cfg["ensemble"]["members_absolute"] == [str(m.resolve()) for m in members]
     assert cfg["data"]["root"] == str(synth_course)
 
 

@@ -14,7 +14,11 @@ Plain tensors and primitives only, so ``torch.load(path, weights_only=True)`` re
 :func:`funduslab.training.predict.predict_probabilities` runs it unchanged. Each member runs as
 its run predicted: under bf16 autocast if it was trained ``bf16-mixed`` and with flip TTA if its
 run used ``train.tta`` — so call ``predict_probabilities(model, images)`` with the default
-``tta=False, bf16=False``. A member that is itself an ensemble run folder is bundled recursively.
+``tta=False, bf16=False``. A member that is itself an ensemble run folder is bundled recursively
+(from its own ``ensemble.pt`` when it has one, so its members need not be at hand).
+``funduslab ensemble`` keeps a bundle as ``ensemble.pt`` (``BUNDLE_FILENAME``) in the ensemble
+run folder, and :mod:`funduslab.training.saved_model` prefers it to the members: the folder
+predicts wherever it is copied.
 
 Where the numbers come from (:func:`save_ensemble_bundle`): ``max_voting`` / ``soft_voting``
 from ``config.yaml``'s ``ensemble.params``; ``weighted`` from ``ensemble.learned.weights_``.
@@ -51,12 +55,13 @@ from funduslab.ensemble.combiners import (
     Stacking,
     WeightedAveraging,
 )
-from funduslab.ensemble.members import load_members
-from funduslab.ensemble.run_folder import build_combiner, combine
+from funduslab.ensemble.members import load_members, resolve_member
+from funduslab.ensemble.run_folder import BUNDLE_FILENAME, build_combiner, combine
 from funduslab.models.checkpoints import load_funduslab_checkpoint
 from funduslab.reporting.run_folder import read_metrics, read_predictions, weights_filename
 
 __all__ = [
+    "BUNDLE_FILENAME",
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
     "EnsembleModel",
@@ -64,6 +69,7 @@ __all__ = [
     "ensemble_payload",
     "load_ensemble_bundle",
     "model_from_payload",
+    "read_bundle_payload",
     "run_weights_file",
     "save_ensemble_bundle",
 ]
@@ -198,15 +204,6 @@ def _read_yaml(run_dir: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def _member_dir(entry: str, ensemble_dir: Path) -> Path:
-    """A member folder as recorded; else relative to the ensemble (bagging's members/member<i>)."""
-    path = Path(entry)
-    for candidate in (path, ensemble_dir / path, ensemble_dir / "members" / path.name):
-        if candidate.is_dir():
-            return candidate
-    return path  # _read_yaml names it
-
-
 def run_weights_file(run_dir: Path, doc: dict[str, Any]) -> Path:
     """A single run folder's weights: the name its ``output`` section implies, else its only
     ``.pt`` (``doc`` is its parsed ``config.yaml``)."""
@@ -224,7 +221,8 @@ def run_weights_file(run_dir: Path, doc: dict[str, Any]) -> Path:
 def _member_entry(run_dir: Path, label_names: list[str]) -> dict[str, Any]:
     doc = _read_yaml(run_dir)
     if "ensemble" in doc:
-        nested = ensemble_payload(run_dir, None)
+        own = run_dir / BUNDLE_FILENAME  # its own bundle: its members may have moved away
+        nested = read_bundle_payload(own) if own.is_file() else ensemble_payload(run_dir, None)
         if nested["label_names"] != label_names:
             raise ValueError(f"{run_dir} predicts labels {nested['label_names']}; the ensemble "
                              f"predicts {label_names}")
@@ -271,7 +269,9 @@ def ensemble_payload(ensemble_run_dir: Path, combiner: Any = None) -> dict[str, 
         raise ValueError(f"{run_dir}: ensemble method {method!r}; bundles hold {list(METHODS)}")
     if method == "stacking" and combiner is None and params.get("meta", "logistic") != "logistic":
         raise ValueError(f"{run_dir}: {_GB_HINT} (meta={params.get('meta')!r})")
-    members = [_member_dir(m, run_dir) for m in ens.get("members") or []]
+    recorded, absolute = list(ens.get("members") or []), list(ens.get("members_absolute") or [])
+    members = [resolve_member(str(m), run_dir, absolute[i] if i < len(absolute) else None)
+               for i, m in enumerate(recorded)]
     if combiner is None and method == "stacking":
         combiner = _refit_stacking(run_dir, params, members)
     elif combiner is None:  # the numbers write_ensemble_run stored: params + learned
@@ -361,6 +361,17 @@ def model_from_payload(payload: Any, where: str) -> EnsembleModel:
         raise ValueError(f"{where}: the combiner does not fit the members: {err}") from None
 
 
+def read_bundle_payload(path: Path | str) -> Any:
+    """The raw document of a bundle file (``weights_only=True``; format checked on use)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ensemble bundle not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling errors vary by torch version
+        raise ValueError(f"{path} could not be read as a weights-only torch file: {err}") from None
+
+
 def load_ensemble_bundle(path: Path | str) -> EnsembleModel:
     """Read a bundle written by :func:`save_ensemble_bundle` (``weights_only=True``).
 
@@ -369,11 +380,4 @@ def load_ensemble_bundle(path: Path | str) -> EnsembleModel:
         ValueError: another format, a newer version, or a member that does not fit its
             metadata (the file and member are named).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ensemble bundle not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling errors vary by torch version
-        raise ValueError(f"{path} could not be read as a weights-only torch file: {err}") from None
-    return model_from_payload(payload, str(path))
+    return model_from_payload(read_bundle_payload(path), str(path))

@@ -9,6 +9,7 @@ come from the dataset table named by the first member's ``config.yaml`` (``data.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import yaml
 from funduslab.data.adapters import load_table
 from funduslab.reporting.run_folder import read_predictions
 
-__all__ = ["EnsembleData", "load_members", "read_run_config"]
+__all__ = ["EnsembleData", "load_members", "member_record", "read_run_config", "resolve_member"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,48 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     if "data" not in doc:
         raise ValueError(f"{path} has no data section: cannot tell which dataset it predicted")
     return doc
+
+
+def member_record(run_dir: Path | str, ensemble_dir: Path | str) -> str:
+    """How ``config.yaml`` records a member: relative to the ensemble folder, so copying or
+    moving members and ensemble together keeps the link (absolute only across drives)."""
+    target, base = Path(run_dir).resolve(), Path(ensemble_dir).resolve()
+    try:
+        return Path(os.path.relpath(target, base)).as_posix()
+    except ValueError:  # Windows: another drive has no relative path
+        return str(target)
+
+
+def resolve_member(entry: str, ensemble_dir: Path | str, absolute: str | None = None) -> Path:
+    """The run folder a recorded member ``entry`` of ``ensemble_dir`` names.
+
+    Looks relative to the ensemble folder (how members are recorded), then at ``entry`` as it
+    stands (absolute, or relative to the working directory: older ensembles), then at
+    ``absolute`` (where the member was when the ensemble was written), then in the ensemble's
+    own ``members/`` folder (bagging, boosting).
+
+    Raises:
+        FileNotFoundError: no finished run folder at any of those places; names the ensemble,
+            the recorded path and every place looked at.
+    """
+    ens, path = Path(ensemble_dir), Path(entry)
+    candidates = [path] if path.is_absolute() else [ens / path, path]
+    if absolute:
+        candidates.append(Path(absolute))
+    candidates.append(ens / "members" / path.name)
+    seen: list[Path] = []
+    for candidate in candidates:
+        if candidate in seen:
+            continue
+        seen.append(candidate)
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in seen)
+    raise FileNotFoundError(
+        f"ensemble {ens} records member {entry!r} (config.yaml ensemble.members), but no "
+        f"finished run folder is there; looked in: {looked}. Copy or move the member run "
+        f"folders together with the ensemble, or predict with its bundle (a .pt that "
+        f"`funduslab ensemble --bundle` writes while the members exist)")
 
 
 def _label_names(run_dir: Path, doc: dict[str, Any]) -> list[str]:

@@ -6,6 +6,10 @@ labelled split at threshold 0.5 and at thresholds tuned on validation, plus each
 average F-score for comparison), ``predictions/<split>.csv`` and ``submission.csv`` (the
 unlabelled split, in the members' — i.e. the template's — row order). Only the validation
 split's labels reach ``fit``; for stacking, validation metrics use its out-of-fold predictions.
+
+Members are recorded relative to the ensemble folder (``ensemble.members``), so members and
+ensemble can be moved or copied together, with their absolute paths at writing time as a
+fallback (``ensemble.members_absolute``); see :func:`~funduslab.ensemble.members.resolve_member`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import yaml
 
 from funduslab.config import atomic_write_text
 from funduslab.ensemble.combiners import ENSEMBLES
-from funduslab.ensemble.members import EnsembleData
+from funduslab.ensemble.members import EnsembleData, member_record
 from funduslab.metrics import course_average_f1, multilabel_metrics, tune_thresholds
 from funduslab.reporting.run_folder import (
     environment_info,
@@ -28,9 +32,12 @@ from funduslab.reporting.run_folder import (
     write_submission,
 )
 
-__all__ = ["build_combiner", "combine", "write_ensemble_run"]
+__all__ = ["BUNDLE_FILENAME", "build_combiner", "combine", "write_ensemble_run"]
 
 log = logging.getLogger(__name__)
+
+# The self-contained bundle (funduslab.ensemble.bundle) `funduslab ensemble` keeps in the folder.
+BUNDLE_FILENAME = "ensemble.pt"
 
 
 def build_combiner(method: str, **params: Any):
@@ -94,10 +101,15 @@ def write_ensemble_run(
     """
     out_dir = Path(out_dir)
     combiner, probs = combine(data, build_combiner(method, **(params or {})))
+    stale = out_dir / BUNDLE_FILENAME
+    if stale.is_file():  # it bundled the ensemble this folder held before; predict would use it
+        stale.unlink()
+        log.info("removed %s: it bundled the ensemble this folder held before", stale)
     names, val = data.label_names, data.val_split
     tuned = tune_thresholds(data.targets[val], probs[val]) if val in data.targets else None
     chosen = tuned if (tune and tuned is not None) else np.full(len(names), 0.5)
 
+    records = [member_record(d, out_dir) for d in data.run_dirs]
     metrics: dict[str, Any] = {"label_names": names, "splits": {}, "members": {}}
     for split, p in probs.items():
         preds = (p >= chosen).astype(int)
@@ -112,14 +124,15 @@ def write_ensemble_run(
         elif data.submission_columns:
             write_submission(out_dir / "submission.csv", data.ids[split], preds,
                              data.submission_columns)
-    for m, run_dir in enumerate(data.run_dirs):
-        metrics["members"][str(run_dir)] = {
+    for m, record in enumerate(records):
+        metrics["members"][record] = {
             s: {"course_average_f1": course_average_f1(y, (data.probs[s][m] >= 0.5).astype(int))}
             for s, y in data.targets.items()
         }
     metrics["thresholds"] = {
         "used": "tuned_on_val" if chosen is tuned else "0.5",
         "tuned_on_val": None if tuned is None else [float(t) for t in tuned],
+        "objective": "f1_macro",  # the course figure (tune_thresholds' default)
     }
     learned = _learned(combiner)
     metrics["ensemble"] = {"method": method, "params": combiner.get_params(), "learned": learned}
@@ -131,7 +144,8 @@ def write_ensemble_run(
             "method": method,
             "params": combiner.get_params(),
             "learned": learned,
-            "members": [str(d) for d in data.run_dirs],
+            "members": records,
+            "members_absolute": [str(Path(d).resolve()) for d in data.run_dirs],
             "fit_on": val,
             "tune_thresholds": bool(tune),
             **(extra_config or {}),

@@ -4,8 +4,10 @@ A funduslab weights file is self-describing (:func:`funduslab.models.factory.che
 plus the label names, thresholds, image size and preprocessing the runner stores), so new images
 can be fed exactly as the model was trained. What only the run folder knows is *how it
 predicted*: bf16 autocast and flip TTA come from its ``config.yaml`` / ``metrics.json``; a bare
-weights file predicts in float32 without TTA unless told otherwise. Everything is read with
-``weights_only=True``.
+weights file predicts in float32 without TTA unless told otherwise. An ensemble run folder is
+read from its own self-contained bundle (``ensemble.pt``) when it has one, so it predicts after
+its members have moved away; else it is rebuilt from its member run folders. Everything is read
+with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def _from_file(path: Path, bf16: bool = False, tta: bool = False) -> SavedModel:
 
 
 def _from_run_folder(run_dir: Path) -> SavedModel:
-    from funduslab.ensemble.bundle import ensemble_payload, run_weights_file
+    from funduslab.ensemble.bundle import BUNDLE_FILENAME, ensemble_payload, run_weights_file
     from funduslab.reporting.run_folder import read_metrics
 
     path = run_dir / "config.yaml"
@@ -150,6 +152,11 @@ def _from_run_folder(run_dir: Path) -> SavedModel:
                                 "a weights file")
     doc = _read_yaml(path)
     if "ensemble" in doc:
+        bundle = run_dir / BUNDLE_FILENAME
+        if bundle.is_file():  # self-contained: predicts after the members have moved away
+            saved = _from_file(bundle)
+            saved.source = run_dir
+            return saved
         return _from_bundle(ensemble_payload(run_dir), run_dir)
     folds = (doc.get("provenance") or {}).get("cross_validation")
     if folds:
