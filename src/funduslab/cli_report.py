@@ -1,4 +1,5 @@
-"""CLI verb ``report``: compare finished run folders, one row per recipe (mean ± std)."""
+"""CLI verbs ``report`` (compare finished runs, one row per recipe, mean ± std) and ``record``
+(keep a run's text files as a compact record under ``results/``)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 __all__ = ["register"]
-
-
-def _run_folders(paths: list[Path]) -> list[Path]:
-    """The given run folders; a folder that is not a run contributes its finished sub-folders."""
-    found: list[Path] = []
-    for path in paths:
-        if (path / "metrics.json").is_file():
-            found.append(path)
-        elif path.is_dir():
-            inner = sorted(p.parent for p in path.glob("*/metrics.json"))
-            if not inner:
-                raise FileNotFoundError(f"{path} is not a finished run folder and holds none")
-            found += inner
-        else:
-            raise FileNotFoundError(f"run folder not found: {path}")
-    return list(dict.fromkeys(found))
 
 
 def register(app: typer.Typer, console: Console, friendly) -> None:
@@ -46,7 +31,12 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         from funduslab.reporting.compare import compare_runs
         from funduslab.reporting.tables import markdown_table
 
-        header, rows = compare_runs(_run_folders(runs), split=split, group=not per_run)
+        from funduslab.reporting.run_folder import find_run_folders
+
+        found, skipped = find_run_folders(runs)
+        for path, why in skipped:
+            console.print(f"[yellow]skipped[/] {path}: {why}")
+        header, rows = compare_runs(found, split=split, group=not per_run)
         table = Table(title=f"{sum(int(r[1]) for r in rows)} runs, test split {split}")
         # a narrow terminal gets the scores; the recall and AUROC columns go to --out
         keep = [i for i, name in enumerate(header) if console.width >= 160
@@ -62,3 +52,20 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         if out is not None:
             atomic_write_text(out, markdown_table(header, rows))
             console.print(f"wrote {out}")
+
+    @app.command()
+    @friendly
+    def record(
+        runs: list[Path] = typer.Argument(..., help="Finished run folders to record."),
+        out: Path = typer.Option(Path("results"), help="Folder the records go into (one "
+                                 "sub-folder per run, named like the run)."),
+        note: str = typer.Option("", help="Free text kept in record.json (command, machine)."),
+    ) -> None:
+        """Keep a run's config, metrics, history and predictions (no weights) as a record that
+        report, ensemble and the vote presets read like a run folder."""
+        from funduslab.reporting.record import write_record
+
+        for run_dir in runs:
+            target = write_record(run_dir, out / run_dir.resolve().name, note=note)
+            size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+            console.print(f"[green]recorded[/] {run_dir} → {target} ({size / 1024:.0f} KB)")
