@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-heavy bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ demo: $(STAMP)
 	$(BIN)/funduslab demo --out demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not heavy"
+
+# the heavy tests (DDP subprocesses, full-size ViT/Swin builds): CI runs them after `make test`
+test-heavy: $(STAMP)
+	$(BIN)/python -m pytest -q -m heavy
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_synth.py

@@ -60,6 +60,7 @@ def test_tiny_swin_bias_tables_are_resized_for_a_larger_window(tmp_path, caplog)
     torch.testing.assert_close(same.state_dict()[key], state[key])
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", ["vit_small_patch16_224", "swin_tiny_patch4_window7_224"])
 def test_real_size_224_checkpoint_loads_and_runs_at_256(name: str, tmp_path, caplog) -> None:
     torch.manual_seed(0)

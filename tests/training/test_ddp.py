@@ -12,6 +12,7 @@ import pytest
 import torch.distributed as dist
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="torch.distributed with gloo is not available")
 def test_two_cpu_processes_train_and_rank0_writes_the_run(synth_course: Path, tmp_path: Path):
