@@ -168,6 +168,7 @@ def _adapter_options(labels: Optional[str], images: Optional[Path]) -> dict[str,
 from funduslab import (  # noqa: E402
     cli_ensemble,
     cli_explain,
+    cli_export,
     cli_generate,
     cli_patches,
     cli_predict,
@@ -177,5 +178,5 @@ from funduslab import (  # noqa: E402
 
 # Each verb group lives in its own module and attaches itself here.
 for _module in (cli_train, cli_predict, cli_report, cli_ensemble, cli_explain, cli_generate,
-                cli_patches):
+                cli_patches, cli_export):
     _module.register(app, console, _friendly)

@@ -70,7 +70,7 @@ class ClassQueryHead(FeatureMapHead):
         tokens, grid = self.tokens(features)
         values = self.norm_tokens(self.proj(tokens))  # (B, N, dim)
         keys = self.pos(values, grid)  # positions on the keys only (DETR)
-        q = self.queries.to(values.dtype).expand(len(values), -1, -1)  # (B, K, dim)
+        q = self.queries.to(values.dtype).expand(values.shape[0], -1, -1)  # (B, K, dim); traceable
         a, weights = self.attn(self.norm_queries(q), keys, values, need_weights=need_weights,
                                average_attn_weights=True)
         x = q + self.drop(a)
