@@ -19,8 +19,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from funduslab.config import atomic_write_bytes
 from funduslab.training.saved_model import SavedModel
 
 __all__ = ["DEFAULT_OPSET", "ONNX_FORMAT", "TOLERANCE", "OnnxCheck", "OnnxMismatchError",
@@ -245,22 +244,6 @@ def check_onnx(saved: SavedModel, onnx_model: OnnxModel, images: np.ndarray | No
                      n_images=len(images), bf16_max_abs_diff=bf16)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` via a temporary file and ``os.replace`` (never a half-written model)."""
-    from funduslab.config import FILE_MODE
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _checked(saved: SavedModel, data: bytes, tolerance: float, images: np.ndarray | None,
              threads: int | None = None) -> tuple[OnnxModel, OnnxCheck]:
     """A session on ``data`` and its check; :class:`OnnxMismatchError` beyond ``tolerance``."""
@@ -284,7 +267,7 @@ def export_onnx(saved: SavedModel, path: Path | str, *, opset: int = DEFAULT_OPS
     """
     data = onnx_bytes(saved, opset)
     _, check = _checked(saved, data, tolerance, images)
-    _atomic_write_bytes(Path(path), data)
+    atomic_write_bytes(Path(path), data)
     return check
 
 
