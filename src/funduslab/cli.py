@@ -68,6 +68,10 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             message = " ".join(str(err).split())
             console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except KeyboardInterrupt as err:  # Ctrl-C: one line, what was kept; no traceback
+            message = " ".join(str(err).split()) or "stopped before anything was saved"
+            console.print(f"[bold yellow]interrupted:[/] {escape(message)}", soft_wrap=True)
+            raise typer.Exit(code=130) from None
 
     return wrapper
 
@@ -170,6 +174,7 @@ from funduslab import (  # noqa: E402
     cli_explain,
     cli_export,
     cli_generate,
+    cli_handin,
     cli_patches,
     cli_predict,
     cli_report,
@@ -178,5 +183,5 @@ from funduslab import (  # noqa: E402
 
 # Each verb group lives in its own module and attaches itself here.
 for _module in (cli_train, cli_predict, cli_report, cli_ensemble, cli_explain, cli_generate,
-                cli_patches, cli_export):
+                cli_patches, cli_export, cli_handin):
     _module.register(app, console, _friendly)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import signal
 import warnings
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from torch.utils.data import DataLoader
 
 from funduslab.config import TrainConfig, atomic_write_text
 from funduslab.training.module import FundusTask
+from funduslab.training.rng_state import RandomStateCheckpoint
 
 __all__ = [
-    "HistoryWriter", "evaluation_bf16", "evaluation_device", "fit_task", "resolve_accelerator",
+    "HistoryWriter", "TrainingInterrupted", "evaluation_bf16", "evaluation_device", "fit_task", "resolve_accelerator",
     "resolve_precision",
 ]
 
@@ -30,6 +32,12 @@ warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 # a resumed run writes into its own checkpoint folder on purpose
 warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during fitting; the message says what was kept and how to resume."""
+
 
 _MONITOR_MODE = {
     "course_average_f1": ("val_course_average_f1", "max"),
@@ -143,7 +151,8 @@ def fit_task(
         dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
         save_on_train_epoch_end=True, enable_version_counter=False,
     )
-    callbacks: list[Callback] = [checkpoint, latest, HistoryWriter(run_dir / "history.csv")]
+    callbacks: list[Callback] = [checkpoint, latest, HistoryWriter(run_dir / "history.csv"),
+                                 RandomStateCheckpoint(train_loader)]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping))
     if progress:
@@ -169,7 +178,17 @@ def fit_task(
     ckpt_path = str(last) if resume and last.is_file() else None
     if ckpt_path:
         log.info("resuming from %s", last)
-    trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        # Lightning turns Ctrl-C into a silent exit(1) and leaves SIGINT ignored
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        done = "no epoch finished yet" if not last.is_file() else f"{last} holds the last epoch"
+        raise TrainingInterrupted(
+            f"training interrupted in epoch {trainer.current_epoch + 1} of {cfg.epochs}; {done}: "
+            "run the same command again to resume") from None
     best = checkpoint.best_model_path or str(last)
     _warn_if_monitor_flat(run_dir / "history.csv", monitor)
     if best and Path(best).is_file():
