@@ -29,6 +29,7 @@ from pydantic import (
 
 __all__ = [
     "DataConfig",
+    "ExtraSource",
     "ModelConfig",
     "OutputConfig",
     "RunConfig",
@@ -42,6 +43,22 @@ __all__ = [
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ExtraSource(_Strict):
+    """Another labelled dataset whose rows join the train split (``data.extra_sources``).
+
+    Only where its images are and which of its rows join: they are decoded with the run's own
+    ``data.preprocess`` and ``data.image_size``; see :mod:`funduslab.data.join`.
+    """
+
+    adapter: str = Field(min_length=1, description="dataset adapter of the source (e.g. odir5k)")
+    root: Path = Field(description="dataset folder of the source")
+    options: dict[str, Any] = Field(default_factory=dict, description="adapter keyword options "
+                                    "(odir5k: labels: [D, G, A] picks the labels it provides)")
+    splits: list[str] | None = Field(
+        None, min_length=1, description="the source's splits whose labelled rows join (default: "
+        "all; none of its rows is used for selection or reporting)")
 
 
 class DataConfig(_Strict):
@@ -61,6 +78,12 @@ class DataConfig(_Strict):
         None, description="generated-image folder (funduslab generate) added to the train split only"
     )
     extra_train_ratio: float = Field(1.0, ge=0, description="generated : real images in train")
+    extra_sources: list[ExtraSource] = Field(
+        default_factory=list,
+        description="other labelled datasets appended to the train split only (never val/test), "
+                    "labels matched by name; a label a source lacks is missing (NaN) and masked "
+                    "out of the loss (funduslab.data.join)",
+    )
     folds: int = Field(0, ge=0, description="k-fold cross-validation over train+val, grouped by "
                        "patient (0: the dataset's own splits); see funduslab.data.folds")
     fold: int = Field(0, ge=0, description="the fold that is val when folds > 0")

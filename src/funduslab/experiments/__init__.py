@@ -57,3 +57,4 @@ from funduslab.experiments import course_task4  # noqa: E402,F401  (registers "c
 from funduslab.experiments import screening  # noqa: E402,F401  (registers "screening")
 from funduslab.experiments import dr_grading  # noqa: E402,F401  (registers "dr-grading")
 from funduslab.experiments import lesion_patches  # noqa: E402,F401  (registers "lesion-patches")
+from funduslab.experiments import course_best  # noqa: E402,F401  (registers "course-best")

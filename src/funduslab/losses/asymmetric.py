@@ -13,7 +13,8 @@ discarded entirely. γ⁺ = γ⁻ = 0 and m = 0 give plain BCE. ``log p`` and ``
 log-sigmoids of ±z, so they stay exact (and their gradients finite) at any logit; ``log(1 − p_m)``
 for m > 0 is the log of ``min(σ(−z) + m, 1) ≥ m``. ``eps`` floors the base of the focusing
 powers (the reference implementation's eps), so ``x^γ`` keeps a finite gradient for γ < 1.
-The loss is the mean over elements (the reference sums), matching ``nn.BCEWithLogitsLoss``.
+The loss is the mean over elements (the reference sums), matching ``nn.BCEWithLogitsLoss``;
+missing (NaN) targets are left out of it (:class:`~funduslab.losses.base.MaskedMultiLabelLoss`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from funduslab.losses.base import LOSSES, ClassCounts
+from funduslab.losses.base import LOSSES, ClassCounts, MaskedMultiLabelLoss
 from funduslab.losses.focal import validate_gamma
 
 __all__ = ["AsymmetricLoss", "asymmetric"]
 
 
-class AsymmetricLoss(nn.Module):
-    """ASL on logits, mean over ``(B, K)``.
+class AsymmetricLoss(MaskedMultiLabelLoss):
+    """ASL on logits, mean over the observed ``(B, K)`` entries (NaN targets: missing).
 
     Args:
         gamma_neg: Focusing γ⁻ ≥ 0 of negatives (paper: 4).
@@ -53,8 +54,8 @@ class AsymmetricLoss(nn.Module):
             raise ValueError(f"loss option eps must be in (0, 1), got {eps}")
         self.clip, self.eps = float(clip), float(eps)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``logits (B, K)``, ``targets (B, K)`` in [0, 1] → scalar mean loss."""
+    def terms(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``logits (B, K)``, ``targets (B, K)`` in [0, 1] → ``(B, K)`` ASL terms."""
         z, y = logits.float(), targets.float()
         log_p = F.logsigmoid(z)  # log p
         one_minus_p = torch.sigmoid(-z)  # 1 − p, exact for large z
@@ -71,7 +72,7 @@ class AsymmetricLoss(nn.Module):
             loss_pos = loss_pos * one_minus_p.clamp(min=self.eps).pow(self.gamma_pos)
         if self.gamma_neg:
             loss_neg = loss_neg * p_m.clamp(min=self.eps).pow(self.gamma_neg)
-        return -(y * loss_pos + (1 - y) * loss_neg).mean()
+        return -(y * loss_pos + (1 - y) * loss_neg)
 
 
 @LOSSES.register("asymmetric")

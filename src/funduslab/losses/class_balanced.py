@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from funduslab.losses.base import LOSSES, ClassCounts
+from funduslab.losses.base import LOSSES, ClassCounts, MaskedMultiLabelLoss
 from funduslab.losses.focal import focal_terms, validate_gamma
 
 __all__ = ["ClassBalancedLoss", "class_balanced", "effective_number_weights"]
@@ -64,8 +64,9 @@ def effective_number_weights(counts: ClassCounts, beta: float) -> tuple[np.ndarr
     return weights[:k], weights[k:]
 
 
-class ClassBalancedLoss(nn.Module):
-    """Per-(class, polarity) weighted BCE or focal loss, mean over ``(B, K)``.
+class ClassBalancedLoss(MaskedMultiLabelLoss):
+    """Per-(class, polarity) weighted BCE or focal loss, mean over the observed ``(B, K)``
+    entries (NaN targets are missing; the counts behind the weights are observed labels only).
 
     Args:
         pos_weight: ``(K,)`` weights of positive targets.
@@ -84,14 +85,14 @@ class ClassBalancedLoss(nn.Module):
         self.register_buffer("pos_weight", torch.as_tensor(pos_weight, dtype=torch.float32))
         self.register_buffer("neg_weight", torch.as_tensor(neg_weight, dtype=torch.float32))
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``logits (B, K)``, ``targets (B, K)`` in [0, 1] → scalar mean loss."""
+    def terms(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``logits (B, K)``, ``targets (B, K)`` in [0, 1] → ``(B, K)`` weighted terms."""
         if logits.shape[-1] != self.pos_weight.numel():
             raise ValueError(f"class-balanced loss was built for {self.pos_weight.numel()} classes "
                              f"but the model has {logits.shape[-1]} outputs")
         y = targets.float()
         weight = self.pos_weight * y + self.neg_weight * (1 - y)
-        return (weight * focal_terms(logits, y, self.gamma)).mean()
+        return weight * focal_terms(logits, y, self.gamma)
 
 
 @LOSSES.register("class_balanced")

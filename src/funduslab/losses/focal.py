@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from funduslab.losses.base import LOSSES, ClassCounts
+from funduslab.losses.base import LOSSES, ClassCounts, MaskedMultiLabelLoss
 
 __all__ = ["SigmoidFocalLoss", "focal", "focal_terms", "validate_gamma"]
 
@@ -56,8 +56,8 @@ def validate_gamma(name: str, gamma: float) -> float:
     return gamma
 
 
-class SigmoidFocalLoss(nn.Module):
-    """Focal loss on logits, mean over ``(B, K)``.
+class SigmoidFocalLoss(MaskedMultiLabelLoss):
+    """Focal loss on logits, mean over the observed ``(B, K)`` entries (NaN targets: missing).
 
     Args:
         alpha: ``None`` (no class weighting), a scalar α in [0, 1] for every class, or a
@@ -81,8 +81,8 @@ class SigmoidFocalLoss(nn.Module):
                                  f"per-class numbers in [0, 1]; got {alpha!r}")
             self.register_buffer("alpha", values)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``logits (B, K)``, ``targets (B, K)`` in [0, 1] → scalar mean loss."""
+    def terms(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``logits (B, K)``, ``targets (B, K)`` in [0, 1] → ``(B, K)`` α-weighted terms."""
         loss = focal_terms(logits, targets, self.gamma)
         if self.alpha is not None:
             if self.alpha.numel() not in (1, logits.shape[-1]):
@@ -90,7 +90,7 @@ class SigmoidFocalLoss(nn.Module):
                                  f"has {logits.shape[-1]} outputs; give one alpha per class")
             y = targets.float()
             loss = loss * (self.alpha * y + (1 - self.alpha) * (1 - y))
-        return loss.mean()
+        return loss
 
 
 @LOSSES.register("focal")

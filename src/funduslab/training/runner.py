@@ -16,6 +16,7 @@ import numpy as np
 
 from funduslab.config import RunConfig, save_config, validate_names
 from funduslab.data.folds import load_run_table
+from funduslab.data.join import join_extra_sources, observed_rows
 from funduslab.data.cache import ImageCache
 from funduslab.data.table import SampleTable
 from funduslab.metrics import multilabel_metrics, tune_thresholds
@@ -50,6 +51,9 @@ def decode_splits(
 ) -> tuple[dict[str, SplitData], str]:
     """Decode (or load from cache) every split; return the splits and a data fingerprint.
 
+    With ``data.extra_sources`` set, those datasets' labelled rows are appended to the train
+    split only, labels matched by name and NaN where a source lacks one
+    (:func:`funduslab.data.join.join_extra_sources`).
     With ``data.extra_train`` set, ``round(data.extra_train_ratio × n_real)`` generated images
     are appended to the train split only (never val/test); see :mod:`funduslab.generate.mixing`.
     With ``model.dual`` other than ``none`` every split gets ``partners`` from the table's
@@ -62,10 +66,15 @@ def decode_splits(
     dual = cfg.model.dual != "none"
     if dual:
         from funduslab.training.pairs import split_partners
+    joined = None
+    if cfg.data.extra_sources:  # other datasets' rows join the train split only (data/join.py)
+        table, joined = join_extra_sources(table, cfg.data)
     pipeline = build_pipeline(cfg.data.preprocess, cfg.data.image_size)
     cache = ImageCache(cache_dir)
     splits: dict[str, SplitData] = {}
     digest = hashlib.sha256()
+    if joined is not None:
+        digest.update(f"extra_sources:{joined};".encode())
     for name in table.splits:
         rows = table.split(name)
         partners = (split_partners(table, rows, cfg.data.adapter, cfg.model.dual) if dual
@@ -216,11 +225,12 @@ def _evaluate_multilabel(ctx: RunContext, logits: dict[str, np.ndarray]) -> tupl
         write_predictions(run_dir / "predictions" / f"{name}.csv", s.ids, probs[name], preds,
                           table.label_names)
         if s.labelled:
-            entry = {"threshold_0.5": multilabel_metrics(s.targets.astype(int), probs[name], 0.5,
-                                                           table.label_names)}
+            keep = observed_rows(s.targets)  # joined rows with a missing label are not scored
+            truth, prob = s.targets[keep].astype(int), probs[name][keep]
+            entry = {"threshold_0.5": multilabel_metrics(truth, prob, 0.5, table.label_names)}
             if tuned is not None:
-                entry["tuned_thresholds"] = multilabel_metrics(
-                    s.targets.astype(int), probs[name], tuned, table.label_names)
+                entry["tuned_thresholds"] = multilabel_metrics(truth, prob, tuned,
+                                                               table.label_names)
             metrics["splits"][name] = entry
         elif table.submission_columns:
             write_submission(run_dir / "submission.csv", s.ids, preds, table.submission_columns)

@@ -28,11 +28,16 @@ SAMPLERS: Registry = Registry("sampler")
 
 
 def _label_matrix(targets: np.ndarray) -> np.ndarray:
-    """``(N, K)`` 0/1 labels; ``(N,)`` grades become one-hot."""
+    """``(N, K)`` 0/1 labels; ``(N,)`` grades become one-hot.
+
+    A missing multi-label entry (NaN, a label the row's dataset lacks; see
+    :mod:`funduslab.data.join`) becomes 0 here: sampling weights count observed positives only,
+    which is what the loss sees too. Nothing is guessed for the loss; this only orders draws.
+    """
     y = np.asarray(targets)
     if y.ndim == 1:  # grades → one-hot
-        y = np.eye(int(y.max()) + 1)[y.astype(int)]
-    return y
+        return np.eye(int(y.max()) + 1)[y.astype(int)]
+    return np.nan_to_num(y.astype(np.float64), nan=0.0)
 
 
 @SAMPLERS.register("random")
