@@ -149,3 +149,36 @@ def test_course_task4_rejects_bad_options(synth_course: Path, tmp_path: Path):
     assert parse_preset_options("course-task4", ["resampled_members=4"]) == {
         "resampled_members": 4}
     assert TASK4_ROWS[0] == "single"
+
+
+def test_course_task4_members_saved_under_course_weights_names(synth_course: Path,
+                                                                tmp_path: Path):
+    """``members=runs/task1/task1-3_*`` (the README): those runs save ``<team>_task1-3.pt``, not
+    ``model.pt``; the tta row and the saved ``<team>_task4.pt`` must find them."""
+    from funduslab.config import config_from_dict
+    from funduslab.experiments.course_task4 import MethodResult, _save_best_weights
+    from funduslab.training.runner import run
+
+    task1 = tmp_path / "task1"
+    member = run(config_from_dict({
+        "data": {"root": str(synth_course), "image_size": 32,
+                 "cache_dir": str(tmp_path / "cache")},
+        "model": {"backbone": "tiny_cnn", "weights": "none"},
+        "train": {"setup": "full", "epochs": 1, "batch_size": 16, "precision": "32",
+                  "warmup_epochs": 0},
+        "output": {"out": str(task1), "name": "task1-3_s0", "team": "team", "task": "1-3",
+                   "figures": False},
+    }), progress=False)
+    weights = member / "team_task1-3.pt"
+    assert weights.is_file() and not (member / "model.pt").exists()
+    out = tmp_path / "task4"
+    course_task4(synth_course, team="demo", out=out, quick=True, seeds=[0], backbone="tiny_cnn",
+                 weights="none", rows="single,tta", members=str(task1 / "task1-3_*"))
+    tta = yaml.safe_load((out / "tta_0" / "config.yaml").read_text())
+    assert Path(tta["model"]["weights"]) == weights
+    best = json.loads((out / "results.json").read_text())["best_by_val"]
+    chosen = weights if best == "single" else out / "tta_0" / "model.pt"
+    assert (out / "demo_task4.pt").read_bytes() == chosen.read_bytes()
+    # whichever row wins by val, a single run's course-named weights are what gets saved
+    saved = _save_best_weights(MethodResult("single", "", [member]), tmp_path, "x")
+    assert saved.read_bytes() == weights.read_bytes()

@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
@@ -58,7 +57,7 @@ from funduslab.ensemble.combiners import (
 from funduslab.ensemble.members import load_members, resolve_member
 from funduslab.ensemble.run_folder import BUNDLE_FILENAME, build_combiner, combine
 from funduslab.models.checkpoints import load_funduslab_checkpoint
-from funduslab.reporting.run_folder import read_metrics, read_predictions, weights_filename
+from funduslab.runs import RunFolder
 
 __all__ = [
     "BUNDLE_FILENAME",
@@ -70,7 +69,6 @@ __all__ = [
     "load_ensemble_bundle",
     "model_from_payload",
     "read_bundle_payload",
-    "run_weights_file",
     "save_ensemble_bundle",
 ]
 
@@ -197,57 +195,35 @@ class EnsembleModel(nn.Module):
             return s.clamp(-_LOGIT_CAP, _LOGIT_CAP).float()
 
 
-def _read_yaml(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no config.yaml: is it a finished funduslab run?")
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def run_weights_file(run_dir: Path, doc: dict[str, Any]) -> Path:
-    """A single run folder's weights: the name its ``output`` section implies, else its only
-    ``.pt`` (``doc`` is its parsed ``config.yaml``)."""
-    out = doc.get("output") or {}
-    named = run_dir / weights_filename(out.get("team"), out.get("task"))
-    if named.is_file():
-        return named
-    found = sorted(run_dir.glob("*.pt"))
-    if len(found) != 1:
-        raise FileNotFoundError(f"{run_dir} has no {named.name} and {len(found)} other .pt "
-                                f"files {[p.name for p in found]}; cannot tell its weights")
-    return found[0]
-
-
 def _member_entry(run_dir: Path, label_names: list[str]) -> dict[str, Any]:
-    doc = _read_yaml(run_dir)
-    if "ensemble" in doc:
-        own = run_dir / BUNDLE_FILENAME  # its own bundle: its members may have moved away
-        nested = read_bundle_payload(own) if own.is_file() else ensemble_payload(run_dir, None)
+    folder = RunFolder(run_dir)
+    if "ensemble" in folder.config:  # FileNotFoundError names a folder without config.yaml
+        own = folder.bundle  # its own bundle: its members may have moved away
+        nested = read_bundle_payload(own) if own is not None else ensemble_payload(run_dir, None)
         if nested["label_names"] != label_names:
             raise ValueError(f"{run_dir} predicts labels {nested['label_names']}; the ensemble "
                              f"predicts {label_names}")
         return {"bundle": nested, "run_dir": str(run_dir)}
-    path = run_weights_file(run_dir, doc)
+    path = folder.require_weights()
     state, meta = load_funduslab_checkpoint(path)
     if list(meta.get("label_names") or []) != label_names:
         raise ValueError(f"{path} predicts labels {meta.get('label_names')}; the ensemble "
                          f"predicts {label_names}")
     _member_model(state, meta, str(path))  # fail now, not when the bundle is loaded
-    fit = (read_metrics(run_dir).get("fit") or {}) if (run_dir / "metrics.json").is_file() else {}
-    precision = fit.get("precision") or (doc.get("train") or {}).get("precision")
     return {"state_dict": state, "metadata": meta, "run_dir": str(run_dir),
-            "tta": bool((doc.get("train") or {}).get("tta", False)),
-            "bf16": precision == "bf16-mixed"}
+            "tta": folder.tta, "bf16": folder.bf16}
 
 
 def _refit_stacking(run_dir: Path, params: dict[str, Any], members: list[Path]) -> Any:
     """Refit stacking as write_ensemble_run did; check it against the saved predictions."""
     data = load_members(members)
     combiner, probs = combine(data, build_combiner("stacking", **params))
+    folder = RunFolder(run_dir)
+    saved_splits = folder.prediction_splits
     for split, p in probs.items():
-        if split == data.val_split or not (run_dir / "predictions" / f"{split}.csv").is_file():
+        if split == data.val_split or split not in saved_splits:
             continue  # validation holds out-of-fold predictions
-        ids, saved = read_predictions(run_dir, split, data.label_names)
+        ids, saved = folder.predictions(split, data.label_names)
         if ids != data.ids[split] or not np.allclose(p, saved, atol=1e-5):
             raise ValueError(f"refitting {run_dir}'s stacking does not reproduce its "
                              f"predictions/{split}.csv: have its members changed? Pass the "
@@ -260,10 +236,11 @@ def ensemble_payload(ensemble_run_dir: Path, combiner: Any = None) -> dict[str, 
     """The bundle document of an ensemble run folder (members' weights + combiner numbers);
     see :func:`save_ensemble_bundle` for ``combiner``."""
     run_dir = Path(ensemble_run_dir)
-    doc = _read_yaml(run_dir)
-    ens = doc.get("ensemble")
+    folder = RunFolder(run_dir)
+    ens = folder.config.get("ensemble")
     if not isinstance(ens, dict):
-        raise ValueError(f"{run_dir}/config.yaml has no ensemble section: not an ensemble run")
+        raise ValueError(f"{folder.config_path} has no ensemble section: not an ensemble "
+                         "run")
     method, params = str(ens.get("method")), dict(ens.get("params") or {})
     if method not in METHODS:
         raise ValueError(f"{run_dir}: ensemble method {method!r}; bundles hold {list(METHODS)}")
@@ -282,9 +259,8 @@ def ensemble_payload(ensemble_run_dir: Path, combiner: Any = None) -> dict[str, 
     if numbers["method"] != method or numbers["n_members"] != len(members):
         raise ValueError(f"the combiner is {numbers['method']} of {numbers['n_members']} members; "
                          f"{run_dir} is {method} of {len(members)}")
-    names = list((doc.get("provenance") or {}).get("label_names") or [])
-    metrics = read_metrics(run_dir) if (run_dir / "metrics.json").is_file() else {}
-    th = metrics.get("thresholds") or {}
+    names = list(folder.provenance.get("label_names") or [])
+    th = (folder.metrics.get("thresholds") or {}) if folder.has_metrics else {}
     thresholds = (th.get("tuned_on_val") if th.get("used") == "tuned_on_val" else None)
     return {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "method": method,

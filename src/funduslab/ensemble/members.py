@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import yaml
 
 from funduslab.data.adapters import load_table
-from funduslab.reporting.run_folder import read_predictions
+from funduslab.runs import RunFolder
 
 __all__ = ["EnsembleData", "load_members", "member_record", "read_run_config", "resolve_member"]
 
@@ -58,14 +56,18 @@ class EnsembleData:
         return str(self.data.get("train_split", "train"))
 
 
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """``config.yaml`` of a run folder as a dict (``FileNotFoundError`` names the folder)."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no config.yaml: is it a finished funduslab run?")
-    doc = yaml.safe_load(path.read_text()) or {}
+def read_run_config(run_dir: Path | RunFolder) -> dict[str, Any]:
+    """``config.yaml`` of a member (:attr:`RunFolder.config`), checked to name its dataset.
+
+    Raises:
+        FileNotFoundError: no ``config.yaml`` (names the folder).
+        ValueError: bad YAML, or no ``data`` section (names the file).
+    """
+    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+    doc = folder.config
     if "data" not in doc:
-        raise ValueError(f"{path} has no data section: cannot tell which dataset it predicted")
+        raise ValueError(f"{folder.config_path} has no data section: cannot tell which dataset "
+                         "it predicted")
     return doc
 
 
@@ -111,25 +113,14 @@ def resolve_member(entry: str, ensemble_dir: Path | str, absolute: str | None = 
         f"`funduslab ensemble --bundle` writes while the members exist)")
 
 
-def _label_names(run_dir: Path, doc: dict[str, Any]) -> list[str]:
-    names = (doc.get("provenance") or {}).get("label_names")
-    if names:
-        return list(names)
-    split_files = sorted((Path(run_dir) / "predictions").glob("*.csv"))
-    if not split_files:
-        raise FileNotFoundError(f"{run_dir}/predictions has no <split>.csv files")
-    cols = pd.read_csv(split_files[0], nrows=0).columns
-    return [c[2:] for c in cols if c.startswith("p_")]
-
-
 def _member_predictions(
-    run_dir: Path, label_names: list[str]
+    folder: RunFolder, label_names: list[str]
 ) -> dict[str, tuple[list[str], np.ndarray]]:
-    folder = Path(run_dir) / "predictions"
-    splits = sorted(p.stem for p in folder.glob("*.csv"))
+    splits = folder.prediction_splits
     if not splits:
-        raise FileNotFoundError(f"{folder} has no <split>.csv files: is {run_dir} a finished run?")
-    return {s: read_predictions(run_dir, s, label_names) for s in splits}
+        raise FileNotFoundError(f"{folder.path / 'predictions'} has no <split>.csv files: is "
+                                f"{folder.path} a finished run?")
+    return {s: folder.predictions(s, label_names) for s in splits}
 
 
 def load_members(run_dirs: Sequence[Path | str]) -> EnsembleData:
@@ -148,19 +139,20 @@ def load_members(run_dirs: Sequence[Path | str]) -> EnsembleData:
         raise ValueError(f"an ensemble needs at least 2 run folders; got {len(dirs)}")
     if len(set(d.resolve() for d in dirs)) < len(dirs):
         raise ValueError(f"a run folder is listed twice: {[str(d) for d in dirs]}")
-    first_doc = read_run_config(dirs[0])
-    names = _label_names(dirs[0], first_doc)
-    reference = _member_predictions(dirs[0], names)
+    folders = [RunFolder(d) for d in dirs]
+    first_doc = read_run_config(folders[0])
+    names = folders[0].label_names
+    reference = _member_predictions(folders[0], names)
     stacks: dict[str, list[np.ndarray]] = {s: [p] for s, (_, p) in reference.items()}
-    for d in dirs[1:]:
-        doc = read_run_config(d)
-        other = _label_names(d, doc)
+    for d, folder in zip(dirs[1:], folders[1:]):
+        doc = read_run_config(folder)
+        other = folder.label_names
         if other != names:
             raise ValueError(f"{d} predicts labels {other} but {dirs[0]} predicts {names}")
         if doc["data"].get("root") != first_doc["data"].get("root"):
             log.warning("%s reads data from %s, %s from %s; members are matched by id",
                         d, doc["data"].get("root"), dirs[0], first_doc["data"].get("root"))
-        preds = _member_predictions(d, names)
+        preds = _member_predictions(folder, names)
         if set(preds) != set(reference):
             raise ValueError(f"{d} has prediction splits {sorted(preds)} but {dirs[0]} has "
                              f"{sorted(reference)}")

@@ -25,7 +25,8 @@ from funduslab.config import atomic_write_text
 from funduslab.ensemble.combiners import ENSEMBLES
 from funduslab.ensemble.members import EnsembleData, member_record
 from funduslab.metrics import course_average_f1, multilabel_metrics, tune_thresholds
-from funduslab.reporting.run_folder import (
+from funduslab.runs.files import (
+    BUNDLE_FILENAME,
     environment_info,
     write_json,
     write_predictions,
@@ -35,9 +36,6 @@ from funduslab.reporting.run_folder import (
 __all__ = ["BUNDLE_FILENAME", "build_combiner", "combine", "write_ensemble_run"]
 
 log = logging.getLogger(__name__)
-
-# The self-contained bundle (funduslab.ensemble.bundle) `funduslab ensemble` keeps in the folder.
-BUNDLE_FILENAME = "ensemble.pt"
 
 
 def build_combiner(method: str, **params: Any):

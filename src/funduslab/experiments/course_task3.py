@@ -10,14 +10,10 @@ parameter count and its training throughput, so a gain can be weighed against it
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
-import yaml
 
 from funduslab.config import atomic_write_text
 from funduslab.experiments import PRESETS
@@ -30,6 +26,7 @@ from funduslab.experiments.variants import (
     source_start_weights,
 )
 from funduslab.models.backbones import backbone_info, create_backbone
+from funduslab.runs import RunFolder
 
 __all__ = ["course_task3", "parameter_count", "task3_variants", "throughput"]
 
@@ -63,7 +60,7 @@ def parameter_count(run_dir: Path) -> int:
     """Trainable-architecture parameters of the model saved in ``run_dir`` (buffers excluded)."""
     from funduslab.models.factory import model_from_checkpoint
 
-    weights = next(iter(sorted(Path(run_dir).glob("*.pt"))), None)
+    weights = RunFolder(run_dir).weights
     if weights is None:
         raise FileNotFoundError(f"no weights (*.pt) in {run_dir}; rerun the variant")
     return sum(p.numel() for p in model_from_checkpoint(weights).parameters())
@@ -78,13 +75,13 @@ def throughput(run_dir: Path) -> float:
     (cached after the first run) and the per-epoch validation pass, so it understates pure
     training speed; it is comparable between rows of one table.
     """
-    run_dir = Path(run_dir)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    folder = RunFolder(run_dir)
+    cfg = folder.config
     train_split = cfg["data"]["train_split"]
     n_train = int(cfg["provenance"]["split_sizes"][train_split])
-    history = run_dir / "history.csv"
-    epochs = len(pd.read_csv(history)) if history.is_file() else int(cfg["train"]["epochs"])
-    seconds = float(json.loads((run_dir / "metrics.json").read_text())["timing_s"]["fit_and_data"])
+    history = folder.history
+    epochs = len(history) if history is not None else int(cfg["train"]["epochs"])
+    seconds = float(folder.metrics["timing_s"]["fit_and_data"])
     return epochs * n_train / seconds if seconds > 0 else math.nan
 
 

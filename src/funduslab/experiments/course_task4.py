@@ -52,8 +52,8 @@ from funduslab.experiments.variants import (
     select_variants,
     source_start_weights,
 )
-from funduslab.reporting.run_folder import read_metrics
 from funduslab.reporting.tables import markdown_table, mean_std, split_scores
+from funduslab.runs import RunFolder
 
 __all__ = ["TASK4_ROWS", "course_task4"]
 
@@ -79,14 +79,14 @@ class MethodResult:
 
 
 def _run_seconds(run_dir: Path) -> float:
-    timing = read_metrics(run_dir).get("timing_s", {})
+    timing = RunFolder(run_dir).metrics.get("timing_s", {})
     return float(timing.get("total", 0.0))
 
 
 def _scores(run_dirs: list[Path], split: str, kind: str = "threshold_0.5") -> list[float]:
     out = []
     for d in run_dirs:
-        metrics = read_metrics(d)
+        metrics = RunFolder(d).metrics
         if split in metrics["splits"] and kind in metrics["splits"][split]:
             out.append(split_scores(metrics, split, kind)["course_average_f1"])
     return out
@@ -96,7 +96,7 @@ def _member_globs(members: str) -> list[Path]:
     """Run folders matching comma-separated glob patterns (``runs/task2/*_s?``)."""
     found: list[Path] = []
     for pattern in (p.strip() for p in members.split(",") if p.strip()):
-        hits = [Path(h) for h in sorted(glob.glob(pattern)) if Path(h, "metrics.json").is_file()]
+        hits = [Path(h) for h in sorted(glob.glob(pattern)) if RunFolder(h).has_metrics]
         if not hits:
             raise ValueError(f"members pattern {pattern!r} matches no finished run folder "
                              "(a folder with metrics.json)")
@@ -312,16 +312,14 @@ def _combine(method: str, singles: list[Path], out: Path, name: str = "",
 
 def _with_tta(singles: list[Path], out: Path, progress: bool) -> MethodResult:
     """Each single run's saved model, re-evaluated with flip TTA (``setup: none``, no training)."""
-    import yaml
-
-    from funduslab.ensemble.bundle import run_weights_file
     from funduslab.training.runner import run
 
     run_dirs = []
     for i, single in enumerate(singles):
-        raw = yaml.safe_load((single / "config.yaml").read_text()) or {}
+        folder = RunFolder(single)  # weights: <team>_task<k>-<j>.pt or model.pt
+        raw = folder.config
         raw.pop("provenance", None)
-        raw["model"] = {**raw.get("model", {}), "weights": str(run_weights_file(single, raw))}
+        raw["model"] = {**raw.get("model", {}), "weights": str(folder.require_weights())}
         raw["train"] = {**raw.get("train", {}), "setup": "none", "tta": True}
         raw["output"] = {**raw.get("output", {}), "out": str(out), "name": f"tta_{i}",
                          "team": None, "task": None}
@@ -364,7 +362,7 @@ def _save_best_weights(result: MethodResult, out: Path, team: str) -> Path:
     best-val seed), or an ensemble bundle (members + combiner, :mod:`funduslab.ensemble.bundle`).
     """
     target = out / f"{team}_task4.pt"
-    weights = [d / "model.pt" for d in result.run_dirs if (d / "model.pt").is_file()]
+    weights = [w for d in result.run_dirs if (w := RunFolder(d).weights) is not None]
     if not weights:  # an ensemble run folder
         from funduslab.ensemble.bundle import save_ensemble_bundle
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from funduslab.config import RunConfig, config_from_dict
-from funduslab.reporting.run_folder import read_metrics
 from funduslab.reporting.tables import markdown_table, mean_std, split_scores
+from funduslab.runs import RunFolder
 from funduslab.training.runner import run
 
 __all__ = ["Variant", "base_course_config", "render_variant_table", "reuse_runs", "run_variants",
@@ -152,13 +151,11 @@ def reuse_runs(pattern: str, base: dict[str, Any], variant: Variant,
 
     by_seed: dict[int, tuple[Path, RunConfig]] = {}
     for hit in sorted(glob.glob(pattern)):
-        folder = Path(hit)
-        if not (folder / "metrics.json").is_file() or not (folder / "config.yaml").is_file():
+        folder = RunFolder(hit)
+        if not folder.is_finished:
             continue
-        raw = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-        raw.pop("provenance", None)
-        cfg = config_from_dict(raw, origin=str(folder / "config.yaml"))
-        by_seed.setdefault(cfg.train.seed, (folder, cfg))
+        cfg = folder.run_config
+        by_seed.setdefault(cfg.train.seed, (folder.path, cfg))
     found = []
     for seed in seeds:
         if seed not in by_seed:
@@ -190,7 +187,7 @@ def render_variant_table(
     Both decision rules are shown: threshold 0.5 and thresholds tuned on val (test untouched).
     ``extra_columns`` maps column name → {variant name → cell} (e.g. parameters, images/s).
     """
-    metrics0 = read_metrics(results[0][1][0])
+    metrics0 = RunFolder(results[0][1][0]).metrics
     labels = metrics0["label_names"]
     extra_columns = extra_columns or {}
     header = ["task", "variant", "note"]
@@ -201,7 +198,7 @@ def render_variant_table(
     body = []
     baseline = None
     for variant, run_dirs in results:
-        metrics = [read_metrics(d) for d in run_dirs]
+        metrics = [RunFolder(d).metrics for d in run_dirs]
         row = [variant.task or "—", variant.name, variant.note]
         for label in labels:
             row += [_per_class(metrics, label, "recall", "threshold_0.5"),

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
-from funduslab.config import RunConfig, atomic_write_text, config_from_dict
+from funduslab.config import RunConfig, atomic_write_text
 from funduslab.explain.cams import CAMS, attention_maps, cams_and_logits
 from funduslab.explain.panels import PanelEntry, panel_filename, save_panel
 from funduslab.explain.select import SELECTIONS, Selection, select_images
 from funduslab.models.classifier import FundusModel
+from funduslab.runs import RunFolder
 
-__all__ = ["LoadedRun", "explain_run", "find_weights", "load_run", "read_images"]
+__all__ = ["LoadedRun", "explain_run", "load_run", "read_images"]
 
 log = logging.getLogger(__name__)
 
@@ -42,47 +42,17 @@ class LoadedRun:
     thresholds: np.ndarray  # (K,) thresholds the run used for its labels
 
 
-def _read_config(run_dir: Path) -> RunConfig:
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder not found: {run_dir}")
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no config.yaml: is it a funduslab run folder?")
-    raw = yaml.safe_load(path.read_text()) or {}
-    raw.pop("provenance", None)
-    return config_from_dict(raw, origin=str(path))
-
-
-def find_weights(run_dir: Path, cfg: RunConfig) -> Path:
-    """The run's weights: the name the config implies, else the only ``*.pt`` in the folder.
-
-    Raises:
-        FileNotFoundError: no weights file (an unfinished run).
-        ValueError: several candidate files and none with the configured name.
-    """
-    from funduslab.reporting.run_folder import weights_filename
-
-    named = run_dir / weights_filename(cfg.output.team, cfg.output.task)
-    if named.is_file():
-        return named
-    found = sorted(run_dir.glob("*.pt"))
-    if not found:
-        raise FileNotFoundError(f"{run_dir} has no weights file ({named.name} or *.pt): "
-                                "did the run finish?")
-    if len(found) > 1:
-        raise ValueError(f"{run_dir} holds several weights files {[p.name for p in found]} and "
-                         f"none is {named.name}; keep one")
-    return found[0]
-
-
 def load_run(run_dir: Path | str, device: str = "cpu") -> LoadedRun:
     """Read a run folder's config and rebuild its model (``weights_only=True``)."""
     from funduslab.models.checkpoints import load_funduslab_checkpoint
     from funduslab.models.factory import model_from_checkpoint
 
     run_dir = Path(run_dir)
-    cfg = _read_config(run_dir)
-    weights = find_weights(run_dir, cfg)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder not found: {run_dir}")
+    folder = RunFolder(run_dir)
+    cfg = folder.run_config
+    weights = folder.require_weights()
     _, meta = load_funduslab_checkpoint(weights)
     model = model_from_checkpoint(weights).to(device).eval()
     labels = [str(name) for name in meta.get("label_names") or []]

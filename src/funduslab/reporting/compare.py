@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from funduslab.reporting.tables import mean_std
+from funduslab.runs import RunFolder
 
 __all__ = ["RunSummary", "compare_runs", "summarize_run"]
 
@@ -48,15 +48,14 @@ class RunSummary:
     seconds: float | None = None
 
 
-def _recipe(raw: dict[str, Any], where: Path) -> tuple[dict[str, Any], int | None]:
-    from funduslab.config import config_from_dict
+def _recipe(folder: RunFolder) -> tuple[dict[str, Any], int | None]:
     from funduslab.training.resume import recipe_fields
 
+    raw = folder.config
     if "ensemble" in raw:
         ens = raw["ensemble"] or {}
         return {"ensemble": f"{ens.get('method')} of {len(ens.get('members') or [])} runs"}, None
-    raw = {k: v for k, v in raw.items() if k != "provenance"}
-    cfg = config_from_dict(raw, origin=str(where))
+    cfg = folder.run_config
     fields = {k: v for k, v in recipe_fields(cfg).items() if k not in _NOT_RECIPE}
     if cfg.train.setup == "none":
         fields.pop("model.weights", None)
@@ -72,12 +71,9 @@ def summarize_run(run_dir: Path | str, split: str = "offsite_test",
         ValueError: an unreadable config.
     """
     run_dir = Path(run_dir)
-    for name in ("metrics.json", "config.yaml"):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir} has no {name}: is it a finished funduslab run?")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    raw = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    recipe, seed = _recipe(raw, run_dir / "config.yaml")
+    folder = RunFolder(run_dir)
+    metrics = folder.metrics  # FileNotFoundError names an unfinished folder
+    recipe, seed = _recipe(folder)
     splits = metrics.get("splits", {})
     summary = RunSummary(run_dir, metrics.get("task", "multilabel"), recipe, seed,
                          seconds=(metrics.get("timing_s") or {}).get("total"))

@@ -16,11 +16,10 @@ import shutil
 import time
 from pathlib import Path
 
-from funduslab.reporting.run_folder import write_json
+from funduslab.runs.files import RECORD_FILE, write_json
 
 __all__ = ["RECORD_FILE", "RECORD_MAX_BYTES", "check_record", "write_record"]
 
-RECORD_FILE = "record.json"
 RECORD_MAX_BYTES = 2_000_000  # a course run is ~100 KB; screening's 4,383 eyes ~600 KB
 _KEPT = ("config.yaml", "metrics.json", "history.csv", "submission.csv")
 

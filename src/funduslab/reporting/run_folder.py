@@ -1,32 +1,20 @@
-"""The run folder: the one on-disk shape every stage writes and every later tool reads.
-
-```
-runs/<name>/config.yaml  metrics.json  predictions/<split>.csv  submission.csv  history.csv
-            <team>_task<k>-<j>.pt  figures/
-```
-All writes are atomic (temporary file + ``os.replace``), so an interrupted run never leaves a
-half-written file that a later tool would trust. A run that fails either leaves nothing (it had
-created the folder and saved no checkpoint) or a ``failed.json`` beside its checkpoints that says
-what went wrong and how to resume; readers list such folders as skipped, with the reason.
-"""
+"""Run-folder readers and writers, now in :mod:`funduslab.runs` (layer 4); re-exported here so
+existing imports keep working. New code imports from :mod:`funduslab.runs`."""
 
 from __future__ import annotations
 
-import json
-import math
-import shutil
-import time
-import platform
-import subprocess
-import sys
-from importlib import metadata
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
-
-from funduslab.config import atomic_write_text
+from funduslab.runs.files import (
+    FAILED_FILE,
+    clean_up_failed_run,
+    environment_info,
+    read_metrics,
+    read_predictions,
+    weights_filename,
+    write_json,
+    write_predictions,
+    write_submission,
+)
+from funduslab.runs.folder import find_run_folders
 
 __all__ = [
     "FAILED_FILE",
@@ -40,173 +28,3 @@ __all__ = [
     "write_predictions",
     "write_submission",
 ]
-
-_PACKAGES = ("funduslab", "torch", "torchvision", "timm", "lightning", "numpy", "pandas",
-             "scikit-learn", "opencv-python-headless", "grad-cam")
-
-
-def environment_info() -> dict[str, Any]:
-    """Python, platform, CPU count, package versions and the git commit (if any)."""
-    versions = {}
-    for pkg in _PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).parent,
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    import os
-
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "packages": versions,
-        "git_commit": commit,
-    }
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None, numpy scalars → Python."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Atomically write ``doc`` as indented JSON (NaN written as null)."""
-    atomic_write_text(path, json.dumps(_clean(doc), indent=2) + "\n")
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """``metrics.json`` of a run folder (``FileNotFoundError`` names the folder)."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no metrics.json: is it a finished funduslab run?")
-    return json.loads(path.read_text())
-
-
-def write_predictions(
-    path: Path, ids: list[str], probs: np.ndarray, preds: np.ndarray, label_names: list[str]
-) -> None:
-    """``id, p_<label>…, <label>…`` per image: probabilities and thresholded labels."""
-    frame = pd.DataFrame({"id": ids})
-    for k, name in enumerate(label_names):
-        frame[f"p_{name}"] = np.round(probs[:, k], 6)
-    for k, name in enumerate(label_names):
-        frame[name] = preds[:, k].astype(int)
-    atomic_write_text(path, frame.to_csv(index=False))
-
-
-def read_predictions(run_dir: Path, split: str, label_names: list[str]) -> tuple[list[str], np.ndarray]:
-    """Ids and ``(N, K)`` probabilities saved by :func:`write_predictions`."""
-    path = Path(run_dir) / "predictions" / f"{split}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the run has no predictions for split {split!r}")
-    frame = pd.read_csv(path)
-    missing = [f"p_{n}" for n in label_names if f"p_{n}" not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} lacks probability columns {missing}")
-    return frame["id"].astype(str).tolist(), frame[[f"p_{n}" for n in label_names]].to_numpy()
-
-
-def write_submission(
-    path: Path, ids: list[str], preds: np.ndarray, columns: list[str]
-) -> None:
-    """Kaggle submission: ``columns[0]`` holds ids, the rest the predicted labels, in ``ids`` order."""
-    id_col, *label_cols = columns
-    if preds.ndim == 1:
-        preds = preds[:, None]
-    if preds.shape[1] != len(label_cols):
-        raise ValueError(f"{preds.shape[1]} predicted columns for submission columns {label_cols}")
-    frame = pd.DataFrame({id_col: ids})
-    for k, name in enumerate(label_cols):
-        frame[name] = preds[:, k].astype(int)
-    atomic_write_text(path, frame.to_csv(index=False))
-
-
-def weights_filename(team: str | None, task: str | None) -> str:
-    """``<team>_task<k>-<j>.pt`` for a course task, else ``model.pt``."""
-    if team and task:
-        return f"{team}_task{task}.pt"
-    return "model.pt"
-
-
-FAILED_FILE = "failed.json"
-
-
-def clean_up_failed_run(run_dir: Path, created: bool, error: BaseException) -> None:
-    """After a failed run: remove the folder it created if nothing resumable is in it, otherwise
-    leave ``failed.json`` (the error, the time, how to resume) so no reader takes it for done."""
-    run_dir = Path(run_dir)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if created and not last.is_file():
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    if not run_dir.is_dir():
-        return
-    name = type(error).__name__
-    write_json(run_dir / FAILED_FILE, {
-        "error": f"{name}: {error}" if str(error) else name,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "resume": ("re-run the same command: it resumes from checkpoints/last.ckpt"
-                   if last.is_file() else "re-run the same command"),
-    })
-
-
-def _looks_like_run(path: Path) -> bool:
-    """A run folder in the making (or left empty by a failure), not a cache or figures folder."""
-    marks = ("config.yaml", FAILED_FILE, "checkpoints")
-    return any((path / m).exists() for m in marks) or not any(path.iterdir())
-
-
-def _why_unfinished(run_dir: Path) -> str:
-    failed = run_dir / FAILED_FILE
-    if failed.is_file():
-        try:
-            return "failed: " + str(json.loads(failed.read_text()).get("error", "unknown error"))
-        except (OSError, ValueError):
-            return "failed (unreadable failed.json)"
-    if (run_dir / "checkpoints" / "last.ckpt").is_file():
-        return "unfinished: interrupted during training; re-run its command to resume"
-    return "unfinished: no metrics.json"
-
-
-def find_run_folders(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Finished run folders among ``paths`` (a folder that is not a run contributes its
-    sub-folders), and the sub-folders skipped with the reason.
-
-    Raises:
-        FileNotFoundError: a path does not exist, or holds no finished run at all (the skipped
-            sub-folders and reasons are named).
-    """
-    found: list[Path] = []
-    skipped: list[tuple[Path, str]] = []
-    for path in map(Path, paths):
-        if (path / "metrics.json").is_file():
-            found.append(path)
-        elif not path.is_dir():
-            raise FileNotFoundError(f"run folder not found: {path}")
-        else:
-            subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-            inner = [p for p in subs if (p / "metrics.json").is_file()]
-            here = [(p, _why_unfinished(p)) for p in subs if p not in inner and _looks_like_run(p)]
-            if not inner:
-                detail = "; ".join(f"{p.name}: {why}" for p, why in here) or "no sub-folders"
-                raise FileNotFoundError(
-                    f"{path} is not a finished run folder and holds none ({detail})")
-            found += inner
-            skipped += here
-    return list(dict.fromkeys(found)), skipped

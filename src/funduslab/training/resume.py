@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from funduslab.config import RunConfig, config_from_dict
+from funduslab.config import RunConfig
+from funduslab.runs import RunFolder
 
 __all__ = ["EVALUATION_ONLY", "check_resumable", "config_differences", "is_finished",
            "recipe_fields"]
@@ -53,14 +52,12 @@ def _training_fields(cfg: RunConfig) -> dict[str, Any]:
 
 
 def _saved_config(run_dir: Path) -> RunConfig:
-    saved_path = run_dir / "config.yaml"
+    folder = RunFolder(run_dir)
     try:
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-        saved.pop("provenance", None)
-        return config_from_dict(saved, origin=str(saved_path))
-    except (yaml.YAMLError, ValueError) as err:
-        raise ValueError(f"{saved_path} cannot be read as a funduslab config ({err}); delete "
-                         f"{run_dir} or set output.resume: false to start over") from None
+        return folder.run_config
+    except ValueError as err:
+        raise ValueError(f"{folder.config_path} cannot be read as a funduslab config ({err}); "
+                         f"delete {run_dir} or set output.resume: false to start over") from None
 
 
 def config_differences(old: RunConfig, new: RunConfig) -> list[str]:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
+
+from funduslab.runs import RunFolder
 
 __all__ = ["SavedModel", "load_saved_model"]
 
@@ -68,16 +68,6 @@ class SavedModel:
         if self.formulation == "ordinal":
             return self.num_outputs + 1
         return len(self.thresholds) + 1  # regression: K-1 cut points
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path} holds no mapping: is it a funduslab run folder's config.yaml?")
-    return doc
 
 
 def _from_single(state: dict, meta: dict, source: Path, bf16: bool, tta: bool) -> SavedModel:
@@ -143,28 +133,22 @@ def _from_file(path: Path, bf16: bool = False, tta: bool = False) -> SavedModel:
 
 
 def _from_run_folder(run_dir: Path) -> SavedModel:
-    from funduslab.ensemble.bundle import BUNDLE_FILENAME, ensemble_payload, run_weights_file
-    from funduslab.reporting.run_folder import read_metrics
+    from funduslab.ensemble.bundle import ensemble_payload
 
-    path = run_dir / "config.yaml"
-    if not path.is_file():
+    folder = RunFolder(run_dir)
+    if not folder.config_path.is_file():
         raise FileNotFoundError(f"{run_dir} has no config.yaml: pass a funduslab run folder or "
                                 "a weights file")
-    doc = _read_yaml(path)
-    if "ensemble" in doc:
-        bundle = run_dir / BUNDLE_FILENAME
-        if bundle.is_file():  # self-contained: predicts after the members have moved away
-            saved = _from_file(bundle)
+    if folder.is_ensemble:
+        if folder.bundle is not None:  # self-contained: predicts after the members moved away
+            saved = _from_file(folder.bundle)
             saved.source = run_dir
             return saved
         return _from_bundle(ensemble_payload(run_dir), run_dir)
-    folds = (doc.get("provenance") or {}).get("cross_validation")
+    folds = folder.provenance.get("cross_validation")
     if folds:
         return _from_cv_folder(run_dir, folds)
-    train = doc.get("train") or {}
-    fit = (read_metrics(run_dir).get("fit") or {}) if (run_dir / "metrics.json").is_file() else {}
-    bf16 = (fit.get("precision") or train.get("precision")) == "bf16-mixed"
-    saved = _from_file(run_weights_file(run_dir, doc), bf16, bool(train.get("tta", False)))
+    saved = _from_file(folder.require_weights(), folder.bf16, folder.tta)
     saved.source = run_dir
     return saved
 
