@@ -175,6 +175,7 @@ from funduslab import (  # noqa: E402
     cli_export,
     cli_generate,
     cli_handin,
+    cli_list,
     cli_patches,
     cli_predict,
     cli_report,
@@ -183,5 +184,5 @@ from funduslab import (  # noqa: E402
 
 # Each verb group lives in its own module and attaches itself here.
 for _module in (cli_train, cli_predict, cli_report, cli_ensemble, cli_explain, cli_generate,
-                cli_patches, cli_export, cli_handin):
+                cli_patches, cli_export, cli_handin, cli_list):
     _module.register(app, console, _friendly)
