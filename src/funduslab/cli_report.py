@@ -1,5 +1,6 @@
-"""CLI verbs ``report`` (compare finished runs, one row per recipe, mean ± std) and ``record``
-(keep a run's text files as a compact record under ``results/``)."""
+"""CLI verbs ``report`` (compare finished runs, one row per recipe, mean ± std; ``--html``: a
+page with intervals, curves and Grad-CAM panels) and ``record`` (keep a run's text files as a
+compact record under ``results/``)."""
 
 from __future__ import annotations
 
@@ -24,15 +25,29 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         split: str = typer.Option("offsite_test", help="Split reported as test."),
         per_run: bool = typer.Option(False, "--per-run", help="One row per run folder instead "
                                      "of one per recipe."),
-        out: Optional[Path] = typer.Option(None, help="Also write the table as Markdown here."),
+        out: Optional[Path] = typer.Option(None, help="Also write the table as Markdown here; "
+                                           "with --html, the folder for the page (default "
+                                           "report/)."),
+        html: bool = typer.Option(False, "--html", help="Write a self-contained page "
+                                  "(report.html, report.md, figures/*.png) into --out: the "
+                                  "table, bootstrap CIs, ROC/PR/reliability, confusion "
+                                  "matrices, training curves, Grad-CAM panels."),
+        cam_images: int = typer.Option(4, "--cam-images", min=0, help="With --html: Grad-CAM "
+                                       "panels per recipe (least certain images; 0: none)."),
+        n_boot: int = typer.Option(1000, "--n-boot", min=1, help="With --html: bootstrap "
+                                   "resamples per interval."),
     ) -> None:
-        """Compare finished runs: one row per recipe with mean ± std over its seeds."""
+        """Compare finished runs: one row per recipe with mean ± std over its seeds (--html: a
+        page with intervals, curves and Grad-CAM panels)."""
         from funduslab.config import atomic_write_text
         from funduslab.reporting.compare import compare_runs
         from funduslab.reporting.tables import markdown_table
 
         from funduslab.reporting.run_folder import find_run_folders
 
+        if html and out is not None and out.suffix in (".md", ".html"):
+            raise ValueError(f"with --html, --out names a folder (report.html, report.md and "
+                             f"figures/ go into it), not a file: got {out}")
         found, skipped = find_run_folders(runs)
         for path, why in skipped:
             console.print(f"[yellow]skipped[/] {path}: {why}")
@@ -49,7 +64,17 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         for row in rows:
             table.add_row(*(row[i] for i in keep))
         console.print(table)
-        if out is not None:
+        if html:
+            from funduslab.reporting.html import write_html_report
+
+            folder = out if out is not None else Path("report")
+            with console.status(f"writing the report into {folder}"):
+                written = write_html_report(found, folder, split=split, per_run=per_run,
+                                            cam_images=cam_images, n_boot=n_boot,
+                                            skipped=skipped)
+            console.print(f"wrote {written.page} ({len(written.figures)} figures in "
+                          f"{folder / 'figures'}) and {written.markdown}")
+        elif out is not None:
             atomic_write_text(out, markdown_table(header, rows))
             console.print(f"wrote {out}")
 
