@@ -33,6 +33,7 @@ from funduslab.config import RunConfig, atomic_write_text, config_from_dict
 from funduslab.data.adapters import load_table
 from funduslab.data.table import SampleTable
 from funduslab.experiments import PRESETS
+from funduslab.experiments.variants import merge_config
 from funduslab.metrics import course_average_f1, tune_thresholds
 from funduslab.reporting.tables import markdown_table, mean_std, split_scores
 from funduslab.runs import RunFolder, weights_filename
@@ -115,16 +116,6 @@ CANDIDATES: tuple[Candidate, ...] = (
 )
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def candidate_config(
     candidate: Candidate, data: Path, out: Path, seed: int, *, quick: bool = False,
     source: Path | None = None, labels: list[str] | None = None, workers: int = 0,
@@ -137,11 +128,11 @@ def candidate_config(
     Raises:
         ValueError: the row uses the source and ``source`` is ``None``; a bad field.
     """
-    raw = _merge(REFERENCE, {"data": {"root": str(data), "num_workers": workers},
+    raw = merge_config(REFERENCE, {"data": {"root": str(data), "num_workers": workers},
                              "output": {"out": str(out), "figures": True}})
-    raw = _merge(raw, candidate.overrides)
+    raw = merge_config(raw, candidate.overrides)
     if quick:
-        raw = _merge(raw, QUICK)
+        raw = merge_config(raw, QUICK)
     if candidate.source:
         if source is None:
             raise ValueError(f"row {candidate.name!r} trains on the source dataset; pass --source "
@@ -149,12 +140,12 @@ def candidate_config(
         chosen = candidate.source_labels or labels or ("D", "G", "A")
         spec = {"adapter": "odir5k", "root": str(source), "options": {"labels": list(chosen)}}
         if candidate.source == "join":
-            raw = _merge(raw, {"data": {"extra_sources": [spec]}})
+            raw = merge_config(raw, {"data": {"extra_sources": [spec]}})
         else:  # two-stage: the source decoded like the target
             raw["train"]["source"] = {**spec, "image_size": raw["data"]["image_size"],
                                       "preprocess": raw["data"].get("preprocess", "none"),
                                       "num_workers": workers}
-    raw = _merge(raw, {"train": {"seed": seed},
+    raw = merge_config(raw, {"train": {"seed": seed},
                        "output": {"name": f"{candidate.name}_s{seed}", "team": None,
                                   "task": None}})
     return config_from_dict(raw, origin=f"course-best row {candidate.name!r}")

@@ -23,7 +23,7 @@ from funduslab.reporting.tables import markdown_table, mean_std, split_scores
 from funduslab.runs import RunFolder
 from funduslab.training.runner import run
 
-__all__ = ["Variant", "base_course_config", "render_variant_table", "reuse_runs", "run_variants",
+__all__ = ["Variant", "base_course_config", "merge_config", "render_variant_table", "reuse_runs", "run_variants",
            "select_variants", "source_start_weights", "variant_config"]
 
 TEST_SPLIT = "offsite_test"
@@ -95,11 +95,15 @@ def select_variants(variants: list[Variant], rows: str) -> list[Variant]:
     return [v for v in variants if v.name in wanted]
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_config(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top, nested sections merged key by key (inputs untouched).
+
+    How a preset row's overrides meet the preset's base config (and the quick overlay).
+    """
     out = copy.deepcopy(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_config(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -131,8 +135,8 @@ def run_variants(
 def variant_config(base: dict[str, Any], variant: Variant, seed: int,
                    team: str | None = None) -> RunConfig:
     """The validated config of one variant and seed (run folder ``<variant>_s<seed>``)."""
-    raw = _merge(base, variant.overrides)
-    raw = _merge(raw, {"train": {"seed": seed},
+    raw = merge_config(base, variant.overrides)
+    raw = merge_config(raw, {"train": {"seed": seed},
                        "output": {"name": f"{variant.name}_s{seed}",
                                   "team": team if variant.task else None,
                                   "task": variant.task}})
