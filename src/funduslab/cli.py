@@ -179,10 +179,11 @@ from funduslab import (  # noqa: E402
     cli_patches,
     cli_predict,
     cli_report,
+    cli_serve,
     cli_train,
 )
 
 # Each verb group lives in its own module and attaches itself here.
 for _module in (cli_train, cli_predict, cli_report, cli_ensemble, cli_explain, cli_generate,
-                cli_patches, cli_export, cli_handin, cli_list):
+                cli_patches, cli_export, cli_handin, cli_serve, cli_list):
     _module.register(app, console, _friendly)
