@@ -93,7 +93,10 @@ def _train_command(data: Path, out: Path) -> list[str]:
 
 
 def _start(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a shell that starts the test run in the background leaves SIGINT ignored, and an ignored
+    # signal is inherited: give the child the default so that Ctrl-C reaches Python
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_epochs(run_dir: Path, proc: subprocess.Popen, n: int, limit_s: float = 120) -> None:
