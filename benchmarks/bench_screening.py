@@ -4,7 +4,7 @@ Target (issue 8): macro AUROC >= 0.90 on test, mean of the seeds. Prints per-lab
 95 % CIs (the preset's results.md) and exits 1 on a miss.
 
     python benchmarks/bench_screening.py --seeds 0,1,2 --out runs/bench_screening
-    python benchmarks/bench_screening.py --seeds 0 --epochs 4 --image-size 192   # one CPU session
+    python benchmarks/bench_screening.py --seeds 0 --epochs 4 --image-size 192   # a shorter CPU run
     python benchmarks/bench_screening.py --setup frozen --dual concat --epochs 30  # fellow eye
     python benchmarks/bench_screening.py --setup frozen ... \
         --with-runs "runs/bench_screening/screening_tf_efficientnet_lite0_s{seed}"  # + fine-tune
