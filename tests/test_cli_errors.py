@@ -75,6 +75,14 @@ def test_every_registry_name_is_checked_and_the_valid_ones_listed(field: str, va
     assert valid and all(name in message for name in valid)
 
 
+def test_an_extra_source_adapter_is_checked_before_data_loads():
+    from funduslab.config import validate_names
+
+    cfg = config_from_dict({"data": {"extra_sources": [{"adapter": "odir5kk", "root": "x"}]}})
+    with pytest.raises(ValueError, match=r"data\.extra_sources\.adapter='odir5kk'.*odir5k"):
+        validate_names(cfg)
+
+
 def test_valid_names_pass_including_layout_spellings():
     from funduslab.config import validate_names
 

@@ -327,6 +327,8 @@ def _named_values(cfg: RunConfig) -> list[tuple[str, str]]:
         values.append((field, str(getattr(getattr(cfg, section), leaf))))
         if field == "data.adapter" and cfg.train.source is not None:
             values.append(("train.source.adapter", cfg.train.source.adapter))
+        if field == "data.adapter":
+            values += [("data.extra_sources.adapter", s.adapter) for s in cfg.data.extra_sources]
         if field == "data.preprocess" and cfg.train.source is not None:
             values.append(("train.source.preprocess", cfg.train.source.preprocess))
         if field == "model.head" and isinstance(cfg.model.head_options.get("base"), str):
@@ -336,6 +338,7 @@ def _named_values(cfg: RunConfig) -> list[tuple[str, str]]:
 
 #: Fields checked against another field's registry.
 _SAME_REGISTRY = {"train.source.adapter": "data.adapter",
+                  "data.extra_sources.adapter": "data.adapter",
                   "train.source.preprocess": "data.preprocess",
                   "model.head_options.base": "model.head"}
 
