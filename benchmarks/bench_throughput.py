@@ -1,18 +1,28 @@
-"""Training throughput: funduslab's engine vs a plain PyTorch loop (the course template's way).
+"""Training throughput: funduslab's recipe vs the course template's plain loop, lever by lever.
 
-Both train the same model (ImageNet EfficientNet-Lite0, 3 outputs) at the same size and batch on
-the same images, side by side in one process:
+Both sides train ImageNet EfficientNet-Lite0 (3 outputs, batch 32) on the course training images
+in one process, one after the other. Rows, each adding one lever to the row above it:
 
-* plain  — ``Dataset`` that opens each JPEG with PIL every epoch, torchvision ``ToTensor`` +
-  ``Normalize`` + random flip, fp32, a hand-written loop;
-* engine — funduslab: images decoded once into the uint8 cache, Lightning with bf16 autocast
-  (where the CPU has native bf16) and channels_last if faster, the same flip.
+* ``template``      — the course template: a ``Dataset`` that opens each JPEG with PIL every
+  epoch, torchvision ``Resize`` + flip + ``ToTensor`` + ``Normalize``, fp32, every weight trains;
+* ``engine 0``      — funduslab before the speed work: uint8 image cache, per-image ``fundus``
+  augmentation, bf16 autocast where the CPU has native bf16, channels_last;
+* ``+ precision``   — precision ``auto`` as it is now: fp32 for depthwise-convolution models;
+* ``+ batch aug``   — the ``fundus`` augmentation on whole batches (``BatchFundusAugment``);
+* ``+ freeze``      — stem and the first ``train.freeze_stages`` stages frozen;
+* ``+ small size``  — 192 px (``train.progressive_size``; not in the default recipe).
 
-Each side runs one warm-up epoch, then ``--epochs`` timed epochs. Target (issue 3): engine
-images/s >= 2 x plain. Exits 1 on a miss.
+``recipe`` is the images/s over a whole default ``funduslab train --setup full`` run of ImageNet
+Lite0 (``train.recipe: fast``): each epoch at the rate of the row it matches (small and frozen,
+full size and frozen, or full size with every weight training), weighted by time. The FLOP
+ceiling is the measured fp32 matmul rate of this CPU divided by the FLOPs of one 256-px image's
+forward and backward pass with every weight trainable (counted by ``torch.utils.flop_counter``).
 
-    python benchmarks/bench_throughput.py --n 192 --epochs 2
-    python benchmarks/bench_throughput.py --n 800 --epochs 2 --workers 8   # on a GPU (auto)
+Target: recipe images/s ≥ 3 × template (exit 1 on a miss). Offsite F1 of each lever comes from
+full runs, not from here (``docs/results.md``, "Speed levers").
+
+    python benchmarks/bench_throughput.py                     # 800 images, one epoch per row
+    python benchmarks/bench_throughput.py --n 192 --rows template,batch_aug,freeze,small
 """
 
 from __future__ import annotations
@@ -31,14 +41,25 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from _common import course_root, verdict
-from funduslab.config import ModelConfig
+from funduslab.config import ModelConfig, TrainConfig, config_from_dict
 from funduslab.data.cache import cached_images
 from funduslab.losses import build_loss
 from funduslab.models.factory import build_model
 from funduslab.preprocess import build_pipeline
+from funduslab.training.batch_augment import BatchFundusAugment
 from funduslab.training.data import ArrayDataset, build_augmentation
-from funduslab.training.fit import resolve_accelerator, resolve_precision
+from funduslab.training.fit import resolve_precision
+from funduslab.training.freezing import EarlyStageFreeze
 from funduslab.training.module import FitOptions, FundusTask
+from funduslab.training.recipe import resolve_recipe
+
+SIZE = 256
+SMALL = 192  # the small-size row when the recipe has no progressive_size
+ROWS = ("template", "engine0", "precision", "batch_aug", "freeze", "small")
+LABELS = {"template": "template (PIL each epoch, fp32)",
+          "engine0": "engine before (cache, bf16 auto)",
+          "precision": "+ precision auto (fp32 here)", "batch_aug": "+ batch augmentation",
+          "freeze": "+ freeze stem + stages", "small": "+ progressive size"}
 
 
 class PILDataset(Dataset):
@@ -47,7 +68,7 @@ class PILDataset(Dataset):
     def __init__(self, paths: list[Path], labels: np.ndarray) -> None:
         self.paths, self.labels = paths, labels
         self.tf = transforms.Compose([
-            transforms.Resize((256, 256)),
+            transforms.Resize((SIZE, SIZE)),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
             transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
@@ -61,106 +82,165 @@ class PILDataset(Dataset):
         return self.tf(img), torch.as_tensor(self.labels[i], dtype=torch.float32)
 
 
-def plain_loop(paths, labels, batch, epochs, device: str, workers: int) -> float:
+def _rate(stamps: list[float], batch: int, skip: int = 2) -> float:
+    """Images/s between the ``skip``-th batch end and the last one (data loading included)."""
+    stamps = stamps[skip:]
+    return batch * (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def template_rate(paths, labels, batch: int) -> float:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone="tf_efficientnet_lite0", weights="imagenet"), 3).backbone
-    head = torch.nn.Linear(model.num_features, 3)
-    net = torch.nn.Sequential(model, head).to(device)
+    net = build_model(ModelConfig(backbone="tf_efficientnet_lite0", weights="imagenet"), 3)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    loader = DataLoader(PILDataset(paths, labels), batch_size=batch, shuffle=True, drop_last=True,
-                        num_workers=workers, persistent_workers=workers > 0)
-    seen, elapsed = 0, 0.0
-    for epoch in range(epochs + 1):
-        t0 = time.perf_counter()
-        n = 0
-        net.train()
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            opt.zero_grad()
-            loss = loss_fn(net(x), y)
-            loss.backward()
-            opt.step()
-            n += len(x)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if epoch > 0:  # epoch 0 is warm-up
-            seen += n
-            elapsed += time.perf_counter() - t0
-    return seen / elapsed
+    loader = DataLoader(PILDataset(paths, labels), batch_size=batch, shuffle=True, drop_last=True)
+    net.train()
+    stamps = []
+    for x, y in loader:
+        opt.zero_grad()
+        loss_fn(net(x), y).backward()
+        opt.step()
+        stamps.append(time.perf_counter())
+    return _rate(stamps, batch)
 
 
-class _EpochTimer(L.Callback):
+class _BatchClock(L.Callback):
     def __init__(self) -> None:
-        self.times: list[tuple[float, int]] = []
-
-    def on_train_epoch_start(self, trainer, module) -> None:
-        self._t0, self._n = time.perf_counter(), 0
+        self.stamps: list[float] = []
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        self._n += len(batch[0])
-
-    def on_train_epoch_end(self, trainer, module) -> None:
-        self.times.append((time.perf_counter() - self._t0, self._n))
+        self.stamps.append(time.perf_counter())
 
 
-def engine_loop(paths, labels, batch, epochs, cache_dir: Path, channels_last: bool,
-                accelerator: str, workers: int) -> float:
+def engine_rate(images: np.ndarray, labels: np.ndarray, batch: int, row: str,
+                recipe: TrainConfig) -> tuple[float, str]:
+    """Images/s of one engine row (levers cumulative up to ``row``) and the precision it ran."""
+    level = ROWS.index(row)
     L.seed_everything(0, verbose=False)
-    images = cached_images(paths, build_pipeline("none", 256), 256, cache_dir)
-    model = build_model(ModelConfig(backbone="tf_efficientnet_lite0", weights="imagenet"), 3)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model = build_model(ModelConfig(backbone="tf_efficientnet_lite0", weights="imagenet"), 3, SIZE)
+    freeze = (EarlyStageFreeze(model, recipe.freeze_stages) if level >= ROWS.index("freeze")
+              else None)
+    model.to(memory_format=torch.channels_last)
+    precision = resolve_precision("auto", "cpu", model if level >= 2 else None)
+    batched = level >= ROWS.index("batch_aug")
+    small = (recipe.progressive_size or SMALL) if level >= ROWS.index("small") else 0
     task = FundusTask(model, build_loss("bce"), ["D", "G", "A"],
-                      FitOptions(lr=1e-4, backbone_lr=1e-4, epochs=epochs + 1,
-                                 channels_last=channels_last, warmup_epochs=0),
+                      FitOptions(lr=1e-3, backbone_lr=3e-4, epochs=2, channels_last=True,
+                                 warmup_epochs=0, progressive_size=small, progressive_epochs=1,
+                                 batch_augment=BatchFundusAugment() if batched else None,
+                                 freeze=freeze),
                       head_params=list(model.head.parameters()))
-    loader = DataLoader(ArrayDataset(images, labels, build_augmentation("light", 256)),
-                        batch_size=batch, shuffle=True, drop_last=True,
-                        num_workers=workers, persistent_workers=workers > 0)
-    timer = _EpochTimer()
-    trainer = L.Trainer(accelerator=accelerator, precision=resolve_precision("auto", accelerator),
-                        max_epochs=epochs + 1, callbacks=[timer], logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
+    dataset = ArrayDataset(images, labels,
+                           None if batched else build_augmentation("fundus_per_image", SIZE))
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True)
+    clock = _BatchClock()
+    trainer = L.Trainer(accelerator="cpu", precision=precision, max_epochs=1, callbacks=[clock],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
     trainer.fit(task, loader)
-    timed = timer.times[1:]
-    return sum(n for _, n in timed) / sum(t for t, _ in timed)
+    return _rate(clock.stamps, batch), precision
+
+
+def forward_gflop(model: torch.nn.Module, size: int) -> float:
+    """GFLOP of one forward pass (2 per multiply-add of every convolution and linear layer).
+
+    Counted with hooks rather than ``torch.utils.flop_counter``, whose convolution formula
+    ignores ``groups`` and so counts Lite0's depthwise convolutions as dense ones.
+    """
+    total = 0.0
+
+    def hook(module, inputs, output) -> None:
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            per_out = module.in_channels // module.groups * kh * kw
+            total += 2.0 * output.numel() * per_out
+        elif isinstance(module, torch.nn.Linear):
+            total += 2.0 * output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model.eval()(torch.rand(1, 3, size, size))
+    for h in handles:
+        h.remove()
+    return total / 1e9
+
+
+def flop_ceiling() -> tuple[float, float, float]:
+    """(GFLOP per image fwd+bwd at 256 px, fp32 matmul GFLOP/s, ceiling images/s).
+
+    Forward + backward is taken as 3 × forward (the backward pass computes gradients with
+    respect to both inputs and weights, each about one forward's work).
+    """
+    model = build_model(ModelConfig(backbone="tf_efficientnet_lite0", weights="imagenet"), 3, SIZE)
+    gflop = 3 * forward_gflop(model, SIZE)
+    a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
+    torch.mm(a, b)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 2.0:
+        torch.mm(a, b)
+        reps += 1
+    peak = 2 * 2048 ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    return gflop, peak, peak / gflop
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=None)
-    ap.add_argument("--n", type=int, default=192, help="training images used")
+    ap.add_argument("--n", type=int, default=800, help="training images (one epoch per row)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=2, help="timed epochs after one warm-up")
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help=f"rows to measure, of {', '.join(ROWS)} (the recipe's figure needs "
+                         "template and the rows of its epochs)")
     ap.add_argument("--cache", default="runs/.cache")
-    ap.add_argument("--accelerator", default="auto", help="auto | cpu | gpu (both loops use it)")
-    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for both loops")
-    ap.add_argument("--target", type=float, default=2.0)
+    ap.add_argument("--target", type=float, default=3.0)
     args = ap.parse_args()
-    accel = resolve_accelerator(args.accelerator)
-    device = "cuda" if accel == "gpu" else "cpu"
+    rows = args.rows.split(",")
+    if unknown := [r for r in rows if r not in ROWS]:
+        print(f"unknown rows {unknown}; valid: {', '.join(ROWS)}", file=sys.stderr)
+        return 2
     root = course_root(args.data)
     frame = pd.read_csv(root / "train.csv").head(args.n)
     paths = [root / "images" / "train" / i for i in frame["id"]]
     labels = frame[["D", "G", "A"]].to_numpy(np.float32)
-    where = (torch.cuda.get_device_name() if device == "cuda"
-             else f"{torch.get_num_threads()} threads")
-    print(f"torch {torch.__version__}, {where}, precision {resolve_precision('auto', accel)}, "
-          f"{args.n} images, batch {args.batch}, {args.workers} workers")
-    plain = plain_loop(paths, labels, args.batch, args.epochs, device, args.workers)
-    print(f"plain PyTorch loop (PIL decode each epoch, fp32): {plain:.2f} images/s", flush=True)
-    results = {}
-    for cl in (False, True):
-        results[cl] = engine_loop(paths, labels, args.batch, args.epochs, Path(args.cache), cl,
-                                  accel, args.workers)
-        print(f"funduslab engine (cache, {resolve_precision('auto', accel)}, channels_last={cl}): "
-              f"{results[cl]:.2f} images/s", flush=True)
-    best = max(results.values())
-    ratio = best / plain
-    print(f"ratio engine/plain: {ratio:.2f}x")
-    return verdict(ratio >= args.target, f"throughput ratio {ratio:.2f} vs target {args.target}")
+    recipe = resolve_recipe(config_from_dict({"train": {"setup": "full"}})).train  # the default
+    native_bf16 = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+                       or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"native bf16 {'yes' if native_bf16 else 'no'}, {torch.get_num_threads()} threads, "
+          f"{len(paths)} images, batch {args.batch}, {SIZE} px; default recipe: "
+          f"{recipe.epochs} epochs, {recipe.progressive_epochs} of them at "
+          f"{recipe.progressive_size or SIZE} px, stem + {recipe.freeze_stages} stages frozen for "
+          f"{recipe.freeze_epochs}", flush=True)
+    gflop, peak, ceiling = flop_ceiling()
+    print(f"FLOP ceiling: {gflop:.2f} GFLOP per image (fwd+bwd, all trainable), fp32 matmul "
+          f"{peak:.0f} GFLOP/s → {ceiling:.1f} images/s", flush=True)
+    images = cached_images(paths, build_pipeline("none", SIZE), SIZE, Path(args.cache))
+    rates: dict[str, float] = {}
+    for row in rows:
+        if row == "template":
+            rates[row], precision = template_rate(paths, labels, args.batch), "32"
+        else:
+            rates[row], precision = engine_rate(images, labels, args.batch, row, recipe)
+        print(f"{LABELS[row]:<36} {rates[row]:6.1f} images/s  precision {precision:<10} "
+              f"{rates[row] / ceiling:5.1%} of ceiling", flush=True)
+    row_of = {(True, True): "small", (False, True): "freeze", (False, False): "batch_aug"}
+    frozen = [bool(recipe.freeze_stages)
+              and (recipe.freeze_epochs is None or e < recipe.freeze_epochs)
+              for e in range(recipe.epochs)]
+    epochs = [row_of.get((e < recipe.progressive_epochs, frozen[e])) for e in range(recipe.epochs)]
+    if None in epochs or not {"template", *epochs} <= rates.keys():
+        print("the recipe needs the template, batch_aug, freeze and small rows; no verdict")
+        return 0
+    recipe_rate = len(epochs) / sum(1 / rates[r] for r in epochs)  # images/s over the whole run
+    ratio = recipe_rate / rates["template"]
+    parts = [f"{epochs.count(row)} {what}" for row, what in (
+        ("small", f"at {recipe.progressive_size} px frozen"), ("freeze", f"at {SIZE} px frozen"),
+        ("batch_aug", f"at {SIZE} px all weights")) if row in epochs]
+    print(f"recipe ({recipe.epochs} epochs: {', '.join(parts)}): {recipe_rate:.1f} images/s, "
+          f"{recipe_rate / ceiling:.1%} of the FLOP ceiling; {ratio:.2f}x the template")
+    return verdict(ratio >= args.target, f"recipe/template {ratio:.2f}x vs target {args.target}x")
 
 
 if __name__ == "__main__":

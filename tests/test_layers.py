@@ -34,7 +34,7 @@ LAYERS: dict[str, int] = {
 
 #: Upward imports that exist today (importer → imported), to be removed one by one.
 KNOWN_UPWARD: set[tuple[str, str]] = {
-    ("funduslab.config", "funduslab.preprocess"),  # pipeline names checked in the config
+    ("funduslab.config_names", "funduslab.preprocess"),  # pipeline names checked in the config
     ("funduslab.training.grading", "funduslab.reporting.confusion"),  # confusion figures
     ("funduslab.training.runner", "funduslab.reporting.figures"),  # training curves
     ("funduslab.training.runner", "funduslab.generate.mixing"),  # VAE images join train

@@ -24,6 +24,7 @@ RESULTS = REPO / "results"
 COURSE = REPO.parent / "shared" / "data" / "odir-course"
 RECORDS = sorted(p.parent for p in RESULTS.glob("*/*/record.json"))
 REFERENCE = sorted((RESULTS / "course-reference").glob("*_s*"))
+COURSE_RECORDS = sorted(RESULTS.glob("course-*/*_s*"))  # every study on the course split
 LABELS = ["D", "G", "A"]
 
 
@@ -46,7 +47,7 @@ def _course_truth() -> pd.DataFrame:
     return load_table("odir_course", COURSE).frame.set_index("id")
 
 
-@pytest.mark.parametrize("record", REFERENCE, ids=lambda p: p.name)
+@pytest.mark.parametrize("record", COURSE_RECORDS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_course_scores_recompute_from_the_saved_probabilities(record: Path) -> None:
     truth = _course_truth()
     metrics = json.loads((record / "metrics.json").read_text())

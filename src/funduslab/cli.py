@@ -21,6 +21,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from funduslab import __version__
+from funduslab.errors import DISK_ERRNOS, DiskWriteError
 
 __all__ = ["app"]
 
@@ -54,11 +55,23 @@ data_app = typer.Typer(help="Inspect and check datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, DiskWriteError)
+
+
+def _disk_message(err: OSError) -> str:
+    """One line for an ``OSError`` of :data:`DISK_ERRNOS` that no funduslab writer wrapped."""
+    reason = (err.strerror or str(err)).lower()
+    if err.filename:
+        return f"{reason}: {err.filename}"
+    return f"{reason} (a file could not be written: free some space or write elsewhere)"
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn user errors into one clear line (not wrapped, not read as markup) and exit code 2."""
+    """Turn user errors into one clear line (not wrapped, not read as markup) and exit code 2.
+
+    A full disk or a read-only folder counts as one: :class:`DiskWriteError` names the file, and
+    a bare ``OSError`` with such an ``errno`` (a third-party writer) still gives one line.
+    """
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -66,6 +79,12 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
             message = " ".join(str(err).split())
+            console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except OSError as err:
+            if err.errno not in DISK_ERRNOS:
+                raise
+            message = " ".join(_disk_message(err).split())
             console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt as err:  # Ctrl-C: one line, what was kept; no traceback
@@ -104,11 +123,14 @@ def synth(
     n: Optional[int] = typer.Option(None, help="Number of images (layout default if omitted)."),
     seed: int = typer.Option(0, help="Random seed: same seed, same bytes."),
     size: Optional[int] = typer.Option(None, help="Image size in px (layout default if omitted)."),
+    masks: bool = typer.Option(False, "--masks", help="Also write masks/: one lesion mask per "
+                               "image and positive label, for `explain --score` (multi-label "
+                               "layouts)."),
 ) -> None:
     """Write a synthetic fundus dataset whose labels are known."""
     from funduslab.data.synthetic_layouts import write_layout
 
-    kwargs = {"n": n, "seed": seed}
+    kwargs: dict[str, Any] = {"n": n, "seed": seed, "masks": masks}
     if size is not None:
         kwargs["size"] = size
     root = write_layout(layout, out, **kwargs)

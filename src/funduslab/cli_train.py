@@ -16,7 +16,7 @@ _FLAG_FIELDS = {
     "data": "data.root", "adapter": "data.adapter", "image_size": "data.image_size",
     "preprocess": "data.preprocess", "workers": "data.num_workers",
     "backbone": "model.backbone", "weights": "model.weights", "head": "model.head",
-    "setup": "train.setup", "epochs": "train.epochs", "batch_size": "train.batch_size",
+    "setup": "train.setup", "recipe": "train.recipe", "epochs": "train.epochs", "batch_size": "train.batch_size",
     "lr": "train.lr", "backbone_lr": "train.backbone_lr", "loss": "train.loss",
     "sampler": "train.sampler", "seed": "train.seed", "precision": "train.precision",
     "devices": "train.devices", "strategy": "train.strategy",
@@ -44,7 +44,7 @@ class _TrainCommand(TyperCommand):
 
 
 def _choices_help(field: str) -> str:
-    from funduslab.config import field_choices
+    from funduslab.config_names import field_choices
 
     if field == "data.preprocess":
         from funduslab.preprocess import NAMED_PIPELINES, PREPROCESS
@@ -116,6 +116,9 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
                        "or course checkpoint."),
         head: Optional[str] = typer.Option(None, help="Classifier on top of the backbone."),
         setup: Optional[str] = typer.Option(None, help="What is trained."),
+        recipe: Optional[str] = typer.Option(
+            None, help="fast: a pretrained CNN's stem and first two stages frozen for the first "
+                       "half of the epochs; plain: every weight trains every epoch."),
         epochs: Optional[int] = typer.Option(None, help="Training epochs."),
         batch_size: Optional[int] = typer.Option(None, help="Images per step."),
         lr: Optional[float] = typer.Option(None, help="Head learning rate."),
@@ -163,7 +166,8 @@ def register(app: typer.Typer, console: Console, friendly) -> None:
         weights are checked before any image is decoded or model built.
         """
         flags = dict(locals())
-        from funduslab.config import config_from_dict, load_config, validate_names
+        from funduslab.config import config_from_dict, load_config
+        from funduslab.config_names import validate_names
         from funduslab.models.backbones import check_weights
 
         overrides = _overrides(flags)

@@ -3,19 +3,19 @@
 A :class:`RunConfig` fully describes one run (data, model, training, outputs). It is written,
 resolved, into every run folder as ``config.yaml`` so the run can be repeated exactly.
 
-:func:`validate_names` checks every field that names a registered component (adapter, backbone,
-loss, …) against its registry before any data is decoded or model built; :func:`field_choices`
-lists a field's valid values (for ``--help``).
+Names that refer to registries (adapter, backbone, loss, …) are checked by
+:mod:`funduslab.config_names`.
 """
 
 from __future__ import annotations
 
-import importlib
+import copy
 import os
-import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -27,22 +27,28 @@ from pydantic import (
     model_validator,
 )
 
+from funduslab.errors import DiskWriteError
+
 __all__ = [
     "DataConfig",
     "ExtraSource",
     "ModelConfig",
     "OutputConfig",
     "RunConfig",
+    "DiskWriteError",
     "TrainConfig",
-    "field_choices",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "config_from_dict",
     "load_config",
     "save_config",
-    "validate_names",
 ]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # .inf/.nan in a config is a typo, never a setting (an infinite lr trains to NaN)
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class ExtraSource(_Strict):
@@ -119,11 +125,14 @@ class ModelConfig(_Strict):
     )
 
 
+DEFAULT_EPOCHS = 8
+
+
 class TrainConfig(_Strict):
     """How the weights are fitted."""
 
     setup: Literal["none", "frozen", "full", "partial", "two-stage"] = "full"
-    epochs: int = Field(12, ge=0)
+    epochs: int = Field(DEFAULT_EPOCHS, ge=0)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0, description="head learning rate")
     backbone_lr: float = Field(3e-4, ge=0, description="backbone learning rate (full/partial)")
@@ -131,6 +140,28 @@ class TrainConfig(_Strict):
     warmup_epochs: float = Field(1.0, ge=0)
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     partial_stages: int = Field(2, ge=1, description="trainable last stages for setup=partial")
+    recipe: Literal["fast", "plain"] = Field(
+        "fast",
+        description="fast: a pretrained CNN's full fine-tune keeps its stem and first two "
+                    "stages frozen for the first half of the epochs, then trains every weight "
+                    "(knobs set explicitly win; funduslab.training.recipe); plain: knobs at 0",
+    )
+    freeze_stages: int = Field(
+        0, ge=0,
+        description="full/two-stage fine-tuning: the stem and the first N backbone stages stay "
+                    "frozen (BatchNorm in eval mode) for freeze_epochs; generic early features, "
+                    "and their backward pass at the highest resolution is the costliest part of "
+                    "a CPU training step",
+    )
+    freeze_epochs: int | None = Field(
+        None, ge=0, description="epochs the freeze_stages stay frozen, then every weight trains; "
+                                "null = the whole run")
+    progressive_size: int = Field(
+        0, ge=0,
+        description="train the first progressive_epochs epochs at this size (px) and the rest at "
+                    "data.image_size (progressive resizing); 0 = off. CNN backbones only",
+    )
+    progressive_epochs: int = Field(0, ge=0, description="epochs trained at progressive_size")
     layer_decay: float = Field(
         1.0, gt=0.0, le=1.0,
         description="layer-wise LR decay (ViT/Swin/CNN stages): the block at depth i of L trains "
@@ -168,6 +199,18 @@ class TrainConfig(_Strict):
     )
     source: DataConfig | None = Field(None, description="source dataset for setup=two-stage")
     source_epochs: int = Field(5, ge=0)
+
+    @model_validator(mode="after")
+    def _speed_knobs_consistent(self) -> TrainConfig:
+        if self.progressive_size and not 0 < self.progressive_epochs < self.epochs:
+            raise ValueError(
+                f"train.progressive_size={self.progressive_size} needs progressive_epochs in "
+                f"1 … epochs−1 (got {self.progressive_epochs} of {self.epochs}): the last epochs "
+                "must train at data.image_size, the size the model is evaluated at")
+        if self.freeze_stages and self.freeze_epochs is not None and self.devices > 1:
+            raise ValueError("train.freeze_epochs releases frozen stages mid-run, which DDP "
+                             f"(devices={self.devices}) cannot do; set freeze_epochs: null")
+        return self
 
 
 class OutputConfig(_Strict):
@@ -212,10 +255,37 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Ru
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = {} if raw is None else raw  # an empty file: every default
+        size = _expanded_size(raw, {})
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                         "save it as UTF-8 YAML") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is not valid YAML: {err}") from None
+    except ValueError as err:  # a scalar PyYAML cannot convert (an integer of 5000 digits)
+        raise ValueError(f"{path}: {err}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ValueError(f"{path} nests its YAML too deeply to be a funduslab config") from None
+    if size > _MAX_CONFIG_VALUES:
+        raise ValueError(f"{path}: its YAML aliases expand to over {_MAX_CONFIG_VALUES:,} values; "
+                         "write the values out (an alias 'bomb' would hang saving the config)")
     return config_from_dict(raw, overrides, origin=str(path))
+
+
+#: A config has hundreds of values; anchors/aliases that expand past this are an alias bomb.
+_MAX_CONFIG_VALUES = 100_000
+
+
+def _expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """Values in ``node`` once every YAML alias is written out (shared nodes counted per use)."""
+    if not isinstance(node, (dict, list)):
+        return 1
+    if id(node) not in memo:
+        memo[id(node)] = 0  # a self-referencing alias counts as one value, not forever
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        memo[id(node)] = 1 + sum(_expanded_size(c, memo) for c in children)
+    return memo[id(node)]
 
 
 def config_from_dict(
@@ -225,14 +295,26 @@ def config_from_dict(
 
     A ``provenance`` section (what :func:`save_config` adds to a run folder's ``config.yaml``:
     seed, versions, data fingerprint) is a record of the run, not a setting, and is ignored, so a
-    run folder's own ``config.yaml`` re-runs as it is (``funduslab train --config``).
+    run folder's own ``config.yaml`` re-runs as it is (``funduslab train --config``). Neither
+    ``raw`` nor its sections are modified.
+
+    Raises:
+        ValueError: ``raw`` is not a mapping, an override goes through a value that is not a
+            section, or a field is invalid (each problem names the field).
     """
-    raw = {k: v for k, v in raw.items() if k != "provenance"}
+    if not isinstance(raw, dict):
+        raise ValueError(f"invalid {origin}: expected a mapping of sections (data:, model:, "
+                         f"train:, output:), got a {type(raw).__name__}")
+    raw = copy.deepcopy({k: v for k, v in raw.items() if k != "provenance"})
     for dotted, value in (overrides or {}).items():
         node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
+        *parents, leaf = str(dotted).split(".")
+        for depth, key in enumerate(parents):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ValueError(f"invalid {origin}: cannot set {dotted}: {where} is a "
+                                 f"{type(node).__name__}, not a section")
         node[leaf] = value
     try:
         return RunConfig.model_validate(raw)
@@ -263,129 +345,46 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# ---- names that refer to registries ------------------------------------------------------------
-#: Config fields whose value names a registered component: field → (module, registry, how to list
-#: its names, values accepted besides the registered ones). Cheapest import first: the modules are
-#: imported only when a name is checked or listed, so reading a config never imports torch.
-_NAMED_FIELDS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "data.adapter": ("funduslab.data.adapters", "ADAPTERS", "names", ("auto",)),
-    "data.preprocess": ("funduslab.preprocess", "PREPROCESS", "names", ()),
-    "train.loss": ("funduslab.losses", "LOSSES", "names", ()),
-    "model.backbone": ("funduslab.models.backbones", "BACKBONES", "names", ()),
-    "train.sampler": ("funduslab.training.sample_weights", "SAMPLERS", "names", ()),
-    "model.head": ("funduslab.models.heads", "HEADS", "names", ()),
-    "model.dual": ("funduslab.models.dual", "FUSIONS", "names", ("none",)),
-    "train.accelerator": ("lightning.pytorch.accelerators", "AcceleratorRegistry",
-                          "available_accelerators", ("auto", "gpu")),
-    "train.strategy": ("lightning.pytorch.strategies", "StrategyRegistry", "available_strategies",
-                       ("auto",)),
-    "train.formulation": ("funduslab.training.grading", "GRADING_FORMULATIONS", "names", ()),
-    "train.setup": ("funduslab.training.setups", "SETUPS", "names", ()),
-}
-
-
-def field_choices(field: str) -> list[str] | None:
-    """The valid values of a dotted config field, or ``None`` when it takes any value of its type.
-
-    A field that names a registered component lists its registry (importing the registering
-    module; ``data.preprocess`` lists the named pipelines, then the steps a comma list may use);
-    a ``Literal`` field lists its values.
-    """
-    if field in _NAMED_FIELDS:
-        module, attr, lister, extra = _NAMED_FIELDS[field]
-        names = sorted(getattr(getattr(importlib.import_module(module), attr), lister)())
-        if field == "data.preprocess":
-            extra = tuple(importlib.import_module(module).NAMED_PIPELINES)
-        return list(dict.fromkeys([*extra, *names]))
-    model: Any = RunConfig
-    *parents, leaf = field.split(".")
-    for part in parents:
-        model = model.model_fields[part].annotation
-    annotation = model.model_fields[leaf].annotation
-    return [str(v) for v in get_args(annotation)] if get_origin(annotation) is Literal else None
-
-
-def _named_values(cfg: RunConfig) -> list[tuple[str, str]]:
-    """``(field, value)`` of every registry name in ``cfg``, in the order of ``_NAMED_FIELDS``."""
-    values: list[tuple[str, str]] = []
-    for field in _NAMED_FIELDS:
-        section, leaf = field.split(".")
-        values.append((field, str(getattr(getattr(cfg, section), leaf))))
-        if field == "data.adapter" and cfg.train.source is not None:
-            values.append(("train.source.adapter", cfg.train.source.adapter))
-        if field == "data.adapter":
-            values += [("data.extra_sources.adapter", s.adapter) for s in cfg.data.extra_sources]
-        if field == "data.preprocess" and cfg.train.source is not None:
-            values.append(("train.source.preprocess", cfg.train.source.preprocess))
-        if field == "model.head" and isinstance(cfg.model.head_options.get("base"), str):
-            values.append(("model.head_options.base", cfg.model.head_options["base"]))
-    return values
-
-
-#: Fields checked against another field's registry.
-_SAME_REGISTRY = {"train.source.adapter": "data.adapter",
-                  "data.extra_sources.adapter": "data.adapter",
-                  "train.source.preprocess": "data.preprocess",
-                  "model.head_options.base": "model.head"}
-
-
-def _name_problem(field: str, value: str, size: int) -> str | None:
-    """What is wrong with ``value`` as the registry name ``field`` holds, or ``None``."""
-    registry_field = _SAME_REGISTRY.get(field, field)
-    if registry_field == "data.preprocess":
-        from funduslab.preprocess import NAMED_PIPELINES, build_pipeline
-
-        try:
-            build_pipeline(value, size)  # parses and checks every step; decodes nothing
-        except ValueError as err:
-            return (f"{field}={value!r}: {err} (or one of the named pipelines: "
-                    f"{', '.join(NAMED_PIPELINES)})")
-        return None
-    if registry_field == "data.adapter":
-        value = value.replace("-", "_")  # load_table accepts the layout spelling odir-course
-    if registry_field == "train.strategy":
-        value = value.lower()  # Lightning lower-cases strategy names
-    valid = field_choices(registry_field) or []
-    if value in valid:
-        return None
-    module, attr, _, _ = _NAMED_FIELDS[registry_field]
-    kind = getattr(getattr(sys.modules[module], attr), "kind", registry_field.split(".")[1])
-    return f"{field}={value!r} is not a known {kind}; valid: {', '.join(valid)}"
-
-
-def validate_names(cfg: RunConfig) -> None:
-    """Check every name in ``cfg`` that refers to a registry, before any data or model loads.
-
-    Covers the dataset adapter (also of ``train.source``), the preprocessing pipeline and its
-    steps, backbone, head (and ``head_options.base``), dual-image fusion, loss, sampler, setup,
-    grading formulation and Lightning's accelerator and strategy. Registries are imported
-    cheapest first; once a problem is found, only registries already imported are still
-    checked, so a typo is reported within the import time of its own registry.
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace`` (never half-written).
 
     Raises:
-        ValueError: one line naming each bad field, its value and the valid values.
+        DiskWriteError: the folder cannot take the file (disk full, read-only); names ``path``.
     """
-    problems: list[str] = []
-    for field, value in _named_values(cfg):
-        module = _NAMED_FIELDS[_SAME_REGISTRY.get(field, field)][0]
-        if problems and module not in sys.modules:
-            continue  # report what is known without importing more
-        problem = _name_problem(field, value, cfg.data.image_size)
-        if problem:
-            problems.append(problem)
-    if problems:
-        raise ValueError("; ".join(problems))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """A temporary file beside ``path`` for a writer that wants a path (``savefig``, ``to_csv``).
+
+    When the block ends without error the file gets the usual mode and is renamed over
+    ``path``; otherwise it is removed and ``path`` keeps its previous content. The temporary
+    name is ``.<name>.<random>.tmp``: no reader globbing ``*.csv`` or ``*.pt`` takes it for a
+    finished file, so a writer that picks its format by suffix must be told the format. The block
+    should only write: any ``OSError`` in it is reported as a failed write of ``path``.
+
+    Raises:
+        DiskWriteError: an ``OSError`` while creating, writing or renaming (disk full,
+            read-only folder), naming ``path`` rather than the temporary file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except DiskWriteError:
+        raise
+    except OSError as err:
+        raise DiskWriteError(path, err) from err
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except DiskWriteError:
+        raise
+    except OSError as err:
+        raise DiskWriteError(path, err) from err
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from funduslab.config import DEFAULT_EPOCHS
 from funduslab.data.adapters import load_table
 from funduslab.data.synthetic_layouts import write_layout
 from funduslab.experiments import PRESETS, parse_preset_options
@@ -124,7 +125,7 @@ def test_rows_are_data_and_source_rows_need_a_source(synth_course: Path, tmp_pat
     ref = candidate_config(CANDIDATES[0], synth_course, tmp_path, seed=2)
     assert (ref.model.backbone, ref.model.weights, ref.data.image_size, ref.train.setup,
             ref.train.epochs, ref.train.loss, ref.train.tune_thresholds) == (
-        "tf_efficientnet_lite0", "imagenet", 256, "full", 12, "bce", False)
+        "tf_efficientnet_lite0", "imagenet", 256, "full", DEFAULT_EPOCHS, "bce", False)
     assert ref.output.name == "reference_s2" and ref.train.seed == 2
     lite2 = candidate_config(next(c for c in CANDIDATES if c.name == "lite2_288"), synth_course,
                              tmp_path, seed=0)

@@ -23,6 +23,12 @@ delete the cache folder after such surgery.
 Writes go to a temporary file in the cache folder that is renamed (``os.replace``) into place only
 when complete and flushed, so an interrupted run never leaves a half cache that a later run would
 trust. Decoding errors propagate with the file named.
+
+Each entry is checked, built and sealed under its own lock, so two processes that need the same
+images decode them once; the sidecar ``<fingerprint>.json`` carries the entry's seal (size,
+SHA-256, and the file stat of its last full check), and a truncated or altered ``.npy`` is
+rebuilt with a warning naming it (:mod:`funduslab.data.cache_guard` says what is checked when,
+and why a multi-GB memory map is not hashed on every use).
 """
 
 from __future__ import annotations
@@ -41,6 +47,14 @@ import cv2
 import numpy as np
 import PIL
 
+from funduslab.data.cache_guard import (
+    entry_lock,
+    entry_problem,
+    read_seal,
+    seal,
+    stat_stamp,
+    write_sidecar,
+)
 from funduslab.data.imageio import read_rgb
 from funduslab.preprocess.ops import resize
 from funduslab.preprocess.pipeline import Pipeline, StepSpec
@@ -203,27 +217,37 @@ class ImageCache:
         fp = images_fingerprint(items, pipe, size)
         target = self.path_for(fp)
         shape = (len(items), size, size, 3)
-        cached = self._load(target, shape)
-        if cached is not None:
+        with entry_lock(target):  # a second process waits here, then reuses the entry
+            cached = self._load(target, shape)
+            if cached is not None:
+                logger.info(
+                    "image cache hit %s (%d images, %dx%d)", target.name, len(items), size, size
+                )
+                return cached
             logger.info(
-                "image cache hit %s (%d images, %dx%d)", target.name, len(items), size, size
+                "building image cache %s: %d images, pipeline '%s', %dx%d, %d worker(s)",
+                target.name, len(items), pipe, size, size, workers,
             )
-            return cached
-        logger.info(
-            "building image cache %s: %d images, pipeline '%s', %dx%d, %d worker(s)",
-            target.name, len(items), pipe, size, size, workers,
-        )
-        self._build(target, items, pipe, size, workers, progress)
-        self._write_meta(target, items, pipe, size)
-        loaded = self._load(target, shape)
+            sealed = self._build(target, items, pipe, size, workers, progress)
+            self._write_meta(target, items, pipe, size, sealed)
+            loaded = self._load(target, shape)
         if loaded is None:  # pragma: no cover - only if the file vanished under us
             raise RuntimeError(f"image cache {target} disappeared right after it was written")
         return loaded
 
     @staticmethod
     def _load(target: Path, shape: tuple[int, int, int, int]) -> np.ndarray | None:
+        """The entry as a read-only memory map, or ``None`` (missing, or failed its checks)."""
         if not target.exists():
             return None
+        sidecar = target.with_suffix(".json")
+        sealed = read_seal(sidecar)
+        problem = entry_problem(target, sealed, trust_stat=True)
+        if problem is not None:
+            logger.warning("ignoring image cache %s: %s; rebuilding", target, problem)
+            return None
+        if sealed.get("stat") != stat_stamp(target):  # checked in full: trust this stat next time
+            _reseal(sidecar, {**sealed, "stat": stat_stamp(target)})
         try:
             arr = np.load(target, mmap_mode="r")
         except (OSError, ValueError) as err:
@@ -245,8 +269,8 @@ class ImageCache:
         size: int,
         workers: int,
         progress: ProgressFn | None,
-    ) -> None:
-        """Decode into a temporary memmap and rename it into place only when complete."""
+    ) -> dict:
+        """Decode into a temporary memmap, rename it into place only when complete; its seal."""
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=f".{target.stem}.", suffix=".tmp")
         os.close(fd)
@@ -266,7 +290,10 @@ class ImageCache:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.chmod(tmp, _FILE_MODE)
+            sealed = seal(tmp)  # the bytes just written, hashed from the page cache
+            target.with_suffix(".json").unlink(missing_ok=True)  # an old seal never vouches
             os.replace(tmp, target)
+            return {**sealed, "stat": stat_stamp(target)}
         except BaseException:
             images.close()  # stops a worker pool early
             tmp.unlink(missing_ok=True)
@@ -291,9 +318,12 @@ class ImageCache:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
 
-    def _write_meta(self, target: Path, items: list[str], pipeline: Pipeline, size: int) -> None:
-        """Human-readable sidecar (informational only; never trusted for validity)."""
+    def _write_meta(
+        self, target: Path, items: list[str], pipeline: Pipeline, size: int, sealed: dict
+    ) -> None:
+        """Sidecar: the entry's seal (checked on use) and a human-readable description."""
         meta = {
+            "seal": sealed,
             "version": CACHE_FORMAT_VERSION,
             "count": len(items),
             "size": size,
@@ -301,15 +331,16 @@ class ImageCache:
             "pipeline_string": str(pipeline),
             "first_paths": items[:3],
         }
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=f".{target.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(meta, fh, indent=2)
-            os.chmod(tmp_name, _FILE_MODE)
-            os.replace(tmp_name, target.with_suffix(".json"))
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_sidecar(target.with_suffix(".json"), meta)
+
+
+def _reseal(sidecar: Path, sealed: dict) -> None:
+    """Record a fully checked entry's new stat; a read-only cache is simply checked again."""
+    try:
+        doc = json.loads(sidecar.read_text())
+        write_sidecar(sidecar, {**doc, "seal": sealed})
+    except (OSError, ValueError) as err:
+        logger.debug("could not update %s: %s", sidecar, err)
 
 
 def cached_images(

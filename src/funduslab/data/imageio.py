@@ -28,6 +28,11 @@ Conversions to 8-bit RGB are explicit and logged once per kind (INFO the first t
   high byte of 16-bit *colour* files, so those are re-decoded with OpenCV (after Pillow has
   checked them for truncation).
 
+An image over Pillow's ``Image.MAX_IMAGE_PIXELS`` (89.5 MP by default; a fundus photograph has
+about 5–20 MP) raises :class:`ValueError` before any pixel is decoded: Pillow itself only warns up
+to twice that limit, and one such file would take gigabytes in every decoding worker (a
+"decompression bomb" is a few kilobytes on disk).
+
 EXIF orientation is not applied: fundus cameras do not rotate their output, and left/right eye
 orientation must stay as stored.
 """
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -49,9 +54,6 @@ __all__ = ["FULL_RANGE_16BIT", "read_mask", "read_rgb", "verify_images", "write_
 logger = logging.getLogger(__name__)
 
 _ANNOUNCED: set[str] = set()
-_UMASK = os.umask(0o022)  # read the process umask once, at import
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK  # mkstemp creates 0600; finished files get the usual mode
 _TAIL_BYTES = 1024
 FULL_RANGE_16BIT = 65535.0  # integer images wider than 8 bits are read as 16-bit containers
 
@@ -107,7 +109,9 @@ def _open_loaded(path: Path) -> tuple[Image.Image, str]:
     """
     _check_exists(path)
     try:
-        im = Image.open(path)
+        with warnings.catch_warnings():  # over MAX_IMAGE_PIXELS Pillow only warns: refuse
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
     except PermissionError:
         raise
     except UnidentifiedImageError as err:
@@ -115,7 +119,12 @@ def _open_loaded(path: Path) -> tuple[Image.Image, str]:
             f"cannot read image {path}: not a recognised image format (corrupt or not an image); "
             "re-export or remove the file"
         ) from err
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(
+            f"cannot open image {path}: {err} (over PIL.Image.MAX_IMAGE_PIXELS = "
+            f"{Image.MAX_IMAGE_PIXELS}); shrink the file, or raise that limit if it is genuine"
+        ) from err
+    except (OSError, SyntaxError, ValueError) as err:
         raise ValueError(
             f"cannot open image {path}: {err}; re-download or remove the file"
         ) from err
@@ -277,6 +286,7 @@ def write_image_atomic(
     Raises:
         TypeError: if ``rgb`` is not a uint8 (or bool 2-D) array.
         ValueError: if the shape, suffix or quality is not supported.
+        DiskWriteError: the folder cannot take the file; an older file there stays.
     """
     path = Path(path)
     arr = np.asarray(rgb)
@@ -297,19 +307,13 @@ def write_image_atomic(
         raise ValueError(
             f"cannot write {path}: unknown image suffix {path.suffix!r}; use .jpg, .png or .tif"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from funduslab.config import atomic_path  # here: decoding workers start without pydantic
+
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(np.ascontiguousarray(arr)).save(fh, format=fmt, **options)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, _FILE_MODE)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        Image.fromarray(np.ascontiguousarray(arr)).save(fh, format=fmt, **options)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

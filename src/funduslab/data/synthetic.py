@@ -7,7 +7,9 @@ the findings of diabetic retinopathy (DR grades 0–4), glaucoma (large cup-to-d
 (drusen, geographic atrophy), cataract (haze), myopia (tessellation, peripapillary atrophy) and
 hypertensive retinopathy (narrow arterioles, flame haemorrhages), then camera variation
 (illumination, vignetting, colour cast, flare, blur, noise; JPEG quality is applied at write time).
-It also returns a binary mask per lesion type, in the IDRiD convention (Porwal et al., *Data* 2018).
+It also returns a binary mask per lesion type, in the IDRiD convention (Porwal et al., *Data* 2018),
+and, on request, the fovea and disc centres in pixels (IDRiD's localisation part gives the same), so
+an explanation can be checked against where the findings and landmarks really are.
 
 Every random draw comes from the generator passed in; :func:`image_rng` derives one generator per
 image from ``(seed, index, ...)`` with :class:`numpy.random.SeedSequence`, so an image does not
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, overload
 
 import cv2
 import numpy as np
@@ -52,6 +54,7 @@ from funduslab.data.synthetic_lesions import (
 __all__ = [
     "DR_MASKS",
     "MASK_NAMES",
+    "Landmarks",
     "CameraSpec",
     "FundusSpec",
     "image_rng",
@@ -61,10 +64,17 @@ __all__ = [
     "sample_many_label_spec",
 ]
 
-MASK_NAMES: tuple[str, ...] = ("MA", "HE", "EX", "SE", "NV", "OD", "drusen", "cup", "GA")
+#: FH (flame haemorrhages, also in HE) and myopic_atrophy came after the IDRiD-like nine; adding a
+#: mask draws no random numbers, so images stay the same.
+MASK_NAMES: tuple[str, ...] = ("MA", "HE", "EX", "SE", "NV", "OD", "drusen", "cup", "GA", "FH",
+                               "myopic_atrophy")
 DR_MASKS: tuple[str, ...] = ("MA", "HE", "EX", "SE", "NV")
 
 RGB = tuple[float, float, float]
+#: ``{"fovea": (x, y), "disc": (x, y)}``: centres in pixel coordinates of the returned image
+#: (column, row; pixel centres at integers), after mirroring a left eye.
+Landmarks = dict[str, tuple[float, float]]
+_Masks = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -264,9 +274,24 @@ _BRIGHT_LESIONS = (
 )
 
 
+@overload
 def render_fundus(
-    spec: FundusSpec, rng: np.random.Generator, camera_rng: np.random.Generator | None = None
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    spec: FundusSpec, rng: np.random.Generator, camera_rng: np.random.Generator | None = None,
+    *, return_landmarks: Literal[False] = False,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+
+
+@overload
+def render_fundus(
+    spec: FundusSpec, rng: np.random.Generator, camera_rng: np.random.Generator | None = None,
+    *, return_landmarks: Literal[True],
+) -> tuple[np.ndarray, dict[str, np.ndarray], Landmarks]: ...
+
+
+def render_fundus(
+    spec: FundusSpec, rng: np.random.Generator, camera_rng: np.random.Generator | None = None,
+    *, return_landmarks: bool = False,
+) -> tuple[np.ndarray, dict[str, np.ndarray]] | tuple[np.ndarray, _Masks, Landmarks]:
     """Render one fundus photograph.
 
     Args:
@@ -274,10 +299,13 @@ def render_fundus(
         rng: Source of every random draw (use :func:`image_rng`).
         camera_rng: Source of the camera's draws (sensor noise) if not ``rng``: photographs of
             one eye share ``rng``'s seed (same anatomy and lesions) and differ here.
+        return_landmarks: Also return the fovea and disc centres (:data:`Landmarks`); draws
+            nothing more, so the image is the same either way.
 
     Returns:
-        ``(image, masks)``: image ``(H, W, 3)`` uint8 **RGB**; masks ``{name: (H, W) bool}`` for
-        every name in :data:`MASK_NAMES` (``MA HE EX SE NV OD drusen cup GA``), all inside the FOV.
+        ``(image, masks)`` or ``(image, masks, landmarks)``: image ``(H, W, 3)`` uint8 **RGB**;
+        masks ``{name: (H, W) bool}`` for every name in :data:`MASK_NAMES` (``MA HE EX SE NV OD
+        drusen cup GA FH myopic_atrophy``), all inside the FOV.
     """
     cdr = spec.cup_to_disc_ratio if spec.cup_to_disc_ratio is not None else _cdr(rng, spec.glaucoma)
     frame = _frame(spec)
@@ -345,9 +373,13 @@ def render_fundus(
         if m is None:
             m = canvas.masks[name].view(bool) if name in canvas.masks else np.zeros_like(fov)
         out[name] = m & fov
+    centres = {"fovea": frame.to_px(anat.macula), "disc": frame.to_px(anat.disc)}
     if spec.eye == "left":
         out_img = cv2.flip(out_img, 1)
         out = {k: cv2.flip(v.view(np.uint8), 1).view(bool) for k, v in out.items()}
+        centres = {k: np.array([size - 1 - xy[0], xy[1]]) for k, xy in centres.items()}
+    if return_landmarks:
+        return out_img, out, {k: (float(xy[0]), float(xy[1])) for k, xy in centres.items()}
     return out_img, out
 
 

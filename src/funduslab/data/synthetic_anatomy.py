@@ -93,15 +93,17 @@ class Canvas:
     def ellipses(
         self,
         layer: str,
-        mask: str | None,
+        mask: str | tuple[str, ...] | None,
         centres: np.ndarray,
         axes: np.ndarray,
         angles_deg: np.ndarray,
         alphas: np.ndarray,
     ) -> None:
-        """Fill ellipses on a layer (anti-aliased) and, optionally, on a mask.
+        """Fill ellipses on a layer (anti-aliased) and, optionally, on one or more masks.
 
         Args:
+            mask: Mask name(s) that also get the ellipses; a tuple marks one finding in a broad
+                mask and a narrow one (flame haemorrhages are ``HE`` and ``FH``).
             centres: ``(N, 2)`` retina units.
             axes: ``(N, 2)`` semi-axes in retina units.
             angles_deg: ``(N,)`` ellipse rotation in degrees (before the frame rotation).
@@ -110,13 +112,14 @@ class Canvas:
         if len(centres) == 0:
             return
         img = self.layer(layer)
-        msk = self.mask(mask) if mask is not None else None
+        names = (mask,) if isinstance(mask, str) else (mask or ())
+        msks = [self.mask(name) for name in names]
         pts = self.frame.fixed(np.asarray(centres).reshape(-1, 2))
         ax = np.maximum(np.rint(self.frame.px(np.asarray(axes)) * _ONE), _ONE // 2).astype(int)
         ang = np.asarray(angles_deg) + math.degrees(self.frame.rotation)
         for (x, y), (a, b), t, al in zip(pts.tolist(), ax.tolist(), ang.tolist(), alphas.tolist()):
             cv2.ellipse(img, (x, y), (a, b), t, 0, 360, int(al), -1, cv2.LINE_AA, SHIFT)
-            if msk is not None:
+            for msk in msks:
                 cv2.ellipse(msk, (x, y), (a, b), t, 0, 360, 1, -1, cv2.LINE_8, SHIFT)
 
 

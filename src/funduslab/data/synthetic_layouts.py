@@ -7,12 +7,16 @@ segmentation part (images + per-lesion ``.tif`` masks). Labels are exact functio
 rendered :class:`~funduslab.data.synthetic.FundusSpec`. Each image's generator comes from
 ``image_rng(seed, patient, eye[, photo])``, so images do not depend on generation order, and every
 file is written atomically (temporary file, then ``os.replace``): same seed, same bytes.
+
+With ``masks=True`` the multi-label layouts also write ``masks/``: one mask per (image, positive
+label) and an index (format: :mod:`funduslab.data.mask_index`; which findings back which label:
+:mod:`funduslab.data.synthetic_masks`). Masks and landmarks draw no random numbers, so the
+images are the same bytes with or without them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,21 +25,27 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from funduslab.config import atomic_write_bytes
+from funduslab.data.mask_index import MaskIndexWriter
 from funduslab.data.synthetic import (
     FundusSpec,
+    Landmarks,
     image_rng,
     render_fundus,
     sample_camera,
     sample_course_spec,
     sample_many_label_spec,
 )
+from funduslab.data.synthetic_masks import LABEL_FINDINGS, label_masks
 from funduslab.registry import Registry
 
 __all__ = ["LAYOUTS", "odir5k_keywords", "write_layout"]
 
 log = logging.getLogger(__name__)
 
-Writer = Callable[[Path, "int | None", int, int], str]
+#: ``(out, n, seed, size) -> summary``; writers of :data:`LABEL_FINDINGS` layouts also take
+#: ``masks=`` (a :class:`MaskIndexWriter`, or ``None``)
+Writer = Callable[..., str]
 LAYOUTS: Registry[Writer] = Registry("synthetic layout")
 
 _EYES = ("left", "right")
@@ -47,14 +57,15 @@ _DR_KEYWORDS = {
 }
 _IDRID_MASKS = (("MA", "1. Microaneurysms"), ("HE", "2. Haemorrhages"),
                 ("EX", "3. Hard Exudates"), ("SE", "4. Soft Exudates"), ("OD", "5. Optic Disc"))
-_RFMID_SETS = (("Training_Set", "RFMiD_Training_Labels.csv", "Training"),
-               ("Evaluation_Set", "RFMiD_Validation_Labels.csv", "Validation"),
-               ("Test_Set", "RFMiD_Testing_Labels.csv", "Test"))
+_RFMID_SETS = (("Training_Set", "RFMiD_Training_Labels.csv", "Training", "train"),
+               ("Evaluation_Set", "RFMiD_Validation_Labels.csv", "Validation", "val"),
+               ("Test_Set", "RFMiD_Testing_Labels.csv", "Test", "test"))  # 4th: the adapter's split
 _DEEPDRID_SETS = ("training", "validation", "testing")
 
 
 def write_layout(
-    layout: str, out: Path, n: int | None = None, seed: int = 0, size: int | None = None
+    layout: str, out: Path, n: int | None = None, seed: int = 0, size: int | None = None,
+    masks: bool = False,
 ) -> Path:
     """Write a synthetic dataset in one of the documented layouts.
 
@@ -64,14 +75,23 @@ def write_layout(
         n: Number of images (``None``: a small default per layout, e.g. 145 for odir-course).
         seed: Seed of every random draw.
         size: Image side in px (``None``: 256; 512 for idrid, whose lesions are cut into patches).
+        masks: Also write ``masks/`` (per-label masks, ``masks.csv``, ``landmarks.csv``; see
+            :mod:`funduslab.data.mask_index`). Multi-label layouts only: odir-course, odir5k,
+            rfmid, idrid.
 
     Returns:
         ``out``, the dataset root to hand to the adapter.
 
     Raises:
-        ValueError: unknown layout, ``n`` too small for the layout's splits, bad seed or size.
+        ValueError: unknown layout, ``n`` too small for the layout's splits, bad seed or size,
+            ``masks`` for a grading layout (aptos, deepdrid).
     """
     writer = LAYOUTS.get(layout)
+    if not isinstance(masks, bool):
+        raise TypeError(f"masks must be True or False, got {masks!r}")
+    if masks and layout not in LABEL_FINDINGS:
+        raise ValueError(f"masks=True: layout {layout!r} is graded (one DR grade, no per-label "
+                         f"explanation to check); masks are written for {sorted(LABEL_FINDINGS)}")
     if n is not None and (not isinstance(n, (int, np.integer)) or n < 1):
         raise ValueError(f"n must be a positive integer number of images, got {n!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -81,20 +101,18 @@ def write_layout(
         raise ValueError(f"size must be 32-8192 px, got {size}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = writer(out, n, int(seed), size)
+    if masks:
+        sink = MaskIndexWriter(out / "masks", _write_image)
+        summary = writer(out, n, int(seed), size, masks=sink)
+        summary += f"; {sink.close()} label masks in masks/"
+    else:
+        summary = writer(out, n, int(seed), size)
     log.info("wrote synthetic %s layout (seed %d, %d px) to %s: %s",
              layout, seed, size, out, summary)
     return out
 
 
 # ----------------------------------------------------------------------------- file helpers
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_image(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
     """Encode by extension: JPEG at ``quality``, PNG (level 3) or TIFF; RGB or single channel."""
     img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
@@ -104,11 +122,11 @@ def _write_image(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
     ok, buf = cv2.imencode(ext, img, params)
     if not ok:
         raise ValueError(f"OpenCV could not encode {path} as {ext}")
-    _write_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    _write_bytes(path, frame.to_csv(index=False, lineterminator="\n").encode())
+    atomic_write_bytes(path, frame.to_csv(index=False, lineterminator="\n").encode())
 
 
 def _split_counts(n: int, weights: tuple[float, ...], layout: str) -> list[int]:
@@ -127,11 +145,11 @@ def _split_counts(n: int, weights: tuple[float, ...], layout: str) -> list[int]:
 
 
 def _render(seed: int, sampler: Callable[..., FundusSpec], size: int, patient: int, eye: int,
-            **kw: object) -> tuple[FundusSpec, np.ndarray, dict[str, np.ndarray]]:
+            **kw: object) -> tuple[FundusSpec, np.ndarray, dict[str, np.ndarray], Landmarks]:
     rng = image_rng(seed, patient, eye)
     spec = sampler(rng, size, eye=_EYES[eye], **kw)
-    img, masks = render_fundus(spec, rng)
-    return spec, img, masks
+    img, masks, landmarks = render_fundus(spec, rng, return_landmarks=True)
+    return spec, img, masks, landmarks
 
 
 def _patient_ids(seed: int, count: int, low: int = 0, spread: int = 5000) -> list[int]:
@@ -143,7 +161,8 @@ def _patient_ids(seed: int, count: int, low: int = 0, spread: int = 5000) -> lis
 
 # ----------------------------------------------------------------------------- layouts
 @LAYOUTS.register("odir-course")
-def _odir_course(out: Path, n: int | None, seed: int, size: int) -> str:
+def _odir_course(out: Path, n: int | None, seed: int, size: int,
+                 masks: MaskIndexWriter | None = None) -> str:
     """train/val/offsite_test/onsite_test CSVs (id,D,G,A) + images/<split>/<patient>_<eye>.jpg."""
     splits = ("train", "val", "offsite_test", "onsite_test")
     counts = ([80, 20, 20, 25] if n is None
@@ -165,11 +184,14 @@ def _odir_course(out: Path, n: int | None, seed: int, size: int) -> str:
         rows = []
         for s, e in eyes:
             pid = pids[s]
-            spec, img, _ = _render(seed, sample_course_spec, size, pid, e)
+            spec, img, found, marks = _render(seed, sample_course_spec, size, pid, e)
             image_id = f"{pid}_{_EYES[e]}.jpg"
             _write_image(out / "images" / split / image_id, img, spec.camera.jpeg_quality)
             labels = spec.course_labels() if split != "onsite_test" else {"D": 0, "G": 0, "A": 0}
             rows.append({"id": image_id, **labels})
+            if masks is not None:
+                masks.add(image_id, f"images/{split}/{image_id}",
+                          label_masks("odir-course", labels, found), marks)
         _write_csv(out / csv, pd.DataFrame(rows, columns=["id", "D", "G", "A"]))
     return ", ".join(f"{s} {c}" for s, c in zip(splits, counts)) + " images"
 
@@ -189,14 +211,15 @@ def odir5k_keywords(spec: FundusSpec) -> list[str]:
 
 
 @LAYOUTS.register("odir5k")
-def _odir5k(out: Path, n: int | None, seed: int, size: int) -> str:
+def _odir5k(out: Path, n: int | None, seed: int, size: int,
+            masks: MaskIndexWriter | None = None) -> str:
     """Per-eye labels.csv (id, patient_id, eye, age, sex, D … N, dr_grade, keywords) + images/."""
     n = 60 if n is None else n
     pids = _patient_ids(seed, (n + 1) // 2)
     rows = []
     for k in range(n):
         pid, e = pids[k // 2], k % 2
-        spec, img, _ = _render(seed, sample_many_label_spec, size, pid, e)
+        spec, img, found, marks = _render(seed, sample_many_label_spec, size, pid, e)
         prng = image_rng(seed, pid, 7)  # patient-level attributes, same for both eyes
         age = int(prng.integers(30, 80)) + (10 if spec.amd else 0)
         sex = "Female" if prng.random() < 0.5 else "Male"
@@ -209,6 +232,9 @@ def _odir5k(out: Path, n: int | None, seed: int, size: int) -> str:
             "C": int(spec.cataract), "H": int(spec.hypertensive), "M": int(spec.myopia),
             "N": int(kw == ["normal fundus"]), "dr_grade": spec.dr_grade, "keywords": ",".join(kw),
         })
+        if masks is not None:
+            masks.add(image_id, f"images/{image_id}", label_masks("odir5k", rows[-1], found),
+                      marks)
     frame = pd.DataFrame(rows)
     _write_csv(out / "labels.csv", frame)
     prev = frame[["D", "G", "A", "C", "H", "M", "N"]].sum().to_dict()
@@ -316,18 +342,22 @@ def _rfmid_labels(spec: FundusSpec, masks: dict[str, np.ndarray]) -> dict[str, i
 
 
 @LAYOUTS.register("rfmid")
-def _rfmid(out: Path, n: int | None, seed: int, size: int) -> str:
+def _rfmid(out: Path, n: int | None, seed: int, size: int,
+           masks: MaskIndexWriter | None = None) -> str:
     """Training/Evaluation/Test sets: labels CSV (ID, Disease_Risk, 8 diseases) + <ID>.png."""
     n = 60 if n is None else n
     counts = _split_counts(n, (3, 1, 1), "rfmid")
     k, parts = 0, []
-    for (folder, csv, sub), count in zip(_RFMID_SETS, counts):
+    for (folder, csv, sub, split), count in zip(_RFMID_SETS, counts):
         rows = []
         for i in range(1, count + 1):
-            spec, img, masks = _render(seed, sample_many_label_spec, size, k, 0)
+            spec, img, found, marks = _render(seed, sample_many_label_spec, size, k, 0)
             k += 1
             _write_image(out / folder / sub / f"{i}.png", img)
-            rows.append({"ID": i, **_rfmid_labels(spec, masks)})
+            rows.append({"ID": i, **_rfmid_labels(spec, found)})
+            if masks is not None:  # the adapter's ids are <split>-<ID>
+                masks.add(f"{split}-{i}", f"{folder}/{sub}/{i}.png",
+                          label_masks("rfmid", rows[-1], found), marks)
         _write_csv(out / folder / csv, pd.DataFrame(rows))
         parts.append(f"{folder} {count}")
     return ", ".join(parts) + " images"
@@ -339,7 +369,8 @@ def _idrid_spec(rng: np.random.Generator, size: int, eye: str = "right") -> Fund
 
 
 @LAYOUTS.register("idrid")
-def _idrid(out: Path, n: int | None, seed: int, size: int) -> str:
+def _idrid(out: Path, n: int | None, seed: int, size: int,
+           masks: MaskIndexWriter | None = None) -> str:
     """A. Segmentation: IDRiD_NN.jpg + per-lesion binary .tif masks (only non-empty ones)."""
     n = 12 if n is None else n
     n_train, n_test = _split_counts(n, (2, 1), "idrid")
@@ -347,12 +378,16 @@ def _idrid(out: Path, n: int | None, seed: int, size: int) -> str:
     n_masks = 0
     for k in range(1, n + 1):
         split = "a. Training Set" if k <= n_train else "b. Testing Set"
-        spec, img, masks = _render(seed, _idrid_spec, size, k, k % 2)
+        spec, img, found, marks = _render(seed, _idrid_spec, size, k, k % 2)
         name = f"IDRiD_{k:02d}"
-        _write_image(seg / "1. Original Images" / split / f"{name}.jpg", img,
-                     spec.camera.jpeg_quality)
+        image = seg / "1. Original Images" / split / f"{name}.jpg"
+        _write_image(image, img, spec.camera.jpeg_quality)
+        if masks is not None:  # labels as the adapter reads them: lesion mask non-empty
+            labels = {code: int(found[code].any()) for code in LABEL_FINDINGS["idrid"]}
+            masks.add(name, str(image.relative_to(out)), label_masks("idrid", labels, found),
+                      marks)
         for lesion, folder in _IDRID_MASKS:
-            m = masks[lesion]
+            m = found[lesion]
             if m.any():
                 truth = seg / "2. All Segmentation Groundtruths" / split / folder
                 _write_image(truth / f"{name}_{lesion}.tif", m.astype(np.uint8) * 255)

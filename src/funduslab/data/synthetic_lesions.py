@@ -72,8 +72,8 @@ def _points(
 def draw_dr(canvas: Canvas, rng: np.random.Generator, anat: Anatomy, grade: int) -> VesselSet:
     """Draw DR lesions for ``grade`` (0–4) onto layers ``red``, ``exudate``, ``cotton``, ``nv``.
 
-    Masks: ``MA``, ``HE``, ``EX``, ``SE``, ``NV``. Returns bead-like vein segments for grade ≥ 3
-    (venous beading) to be drawn with the veins.
+    Masks: ``MA``, ``HE``, ``EX``, ``SE``, ``NV`` (grade ≥ 3 flame haemorrhages also ``FH``).
+    Returns bead-like vein segments for grade ≥ 3 (venous beading) to be drawn with the veins.
     """
     n_ma, n_he, n_ex, n_se = (_count(rng, r) for r in DR_LESION_COUNTS[grade])
     mac, disc, avoid = anat.macula, anat.disc, anat.disc_radius * 1.25
@@ -127,13 +127,16 @@ def draw_dr(canvas: Canvas, rng: np.random.Generator, anat: Anatomy, grade: int)
 def draw_flame_haemorrhages(
     canvas: Canvas, rng: np.random.Generator, anat: Anatomy, n: int
 ) -> None:
-    """Flame-shaped haemorrhages: elongated along the nerve fibres (radial to the disc)."""
+    """Flame-shaped haemorrhages, elongated along the nerve fibres (radial to the disc).
+
+    Masks ``HE`` (every haemorrhage) and ``FH`` (flame-shaped ones only, the sign that supports
+    hypertensive retinopathy)."""
     t = rng.uniform(0, 2 * math.pi, n)
     dist = rng.uniform(anat.disc_radius * 1.6, 0.55, n)
     p = anat.disc + np.stack([np.cos(t), np.sin(t)], 1) * dist[:, None]
     keep = np.hypot(*p.T) < 0.9
     ax = np.stack([rng.uniform(0.045, 0.08, n), rng.uniform(0.012, 0.02, n)], 1)
-    canvas.ellipses("red", "HE", p[keep], ax[keep], np.degrees(t)[keep],
+    canvas.ellipses("red", ("HE", "FH"), p[keep], ax[keep], np.degrees(t)[keep],
                     rng.uniform(180, 225, n)[keep])
 
 
@@ -197,14 +200,17 @@ def draw_myopia(
     canvas: Canvas, rng: np.random.Generator, anat: Anatomy, pathological: bool
 ) -> None:
     """Temporal peripapillary atrophy crescent (layer ``atrophy``) and, when pathological,
-    chorioretinal atrophy patches near the posterior pole (mask ``GA``-free: layer only)."""
+    chorioretinal atrophy patches near the posterior pole; both in mask ``myopic_atrophy``
+    (not ``GA``, which is AMD's)."""
     w = anat.disc_radius * rng.uniform(1.15, 1.45)
     c = anat.disc - np.array([anat.disc_radius * rng.uniform(0.25, 0.45), 0.0])
     h = anat.disc_radius * anat.disc_aspect * 1.05
-    canvas.ellipses("atrophy", None, c[None], np.array([[w, h]]), np.zeros(1), np.array([235.0]))
+    canvas.ellipses("atrophy", "myopic_atrophy", c[None], np.array([[w, h]]), np.zeros(1),
+                    np.array([235.0]))
     if pathological:
         k = int(rng.integers(1, 4))
         q = (anat.macula + anat.disc) / 2 + rng.normal(0.0, 0.12, (k, 2))
         a = rng.uniform(0.04, 0.09, k)
-        canvas.ellipses("atrophy", None, q, np.stack([a, a * rng.uniform(0.6, 1.0, k)], 1),
+        canvas.ellipses("atrophy", "myopic_atrophy", q,
+                        np.stack([a, a * rng.uniform(0.6, 1.0, k)], 1),
                         rng.uniform(0, 180, k), np.full(k, 220.0))

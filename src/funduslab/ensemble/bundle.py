@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,7 +44,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from funduslab.config import FILE_MODE
 from funduslab.ensemble.combiners import (
     _EPS,
     MaxVoting,
@@ -56,7 +53,7 @@ from funduslab.ensemble.combiners import (
 )
 from funduslab.ensemble.members import load_members, resolve_member
 from funduslab.ensemble.run_folder import BUNDLE_FILENAME, build_combiner, combine
-from funduslab.models.checkpoints import load_funduslab_checkpoint
+from funduslab.models.checkpoints import load_funduslab_checkpoint, save_torch_atomic
 from funduslab.runs import RunFolder
 
 __all__ = [
@@ -287,16 +284,7 @@ def save_ensemble_bundle(ensemble_run_dir: Path | str, path: Path | str,
         FileNotFoundError: a member's folder or weights are gone.
     """
     payload = ensemble_payload(Path(ensemble_run_dir), combiner)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    path = save_torch_atomic(payload, path)
     log.info("ensemble %s of %d members saved to %s", payload["method"],
              len(payload["members"]), path)
     return path

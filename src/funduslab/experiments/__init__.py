@@ -7,6 +7,8 @@ wrote), registered by name in :data:`PRESETS`.
 from __future__ import annotations
 
 import inspect
+import math
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,13 @@ def run_preset(name: str, **kwargs: Any) -> Path:
 def parse_preset_options(name: str, pairs: list[str]) -> dict[str, Any]:
     """``["epochs=6", "resnet_image_size=128"]`` → typed kwargs of preset ``name``.
 
-    Values are converted with the type of the preset parameter's default; an unknown key or a
-    malformed pair raises ``ValueError`` listing the preset's options.
+    Values are converted to the type of the preset parameter (its default's, or for a ``None``
+    default its annotation's: ``int | None`` takes an integer or ``none``). A bool takes
+    ``true/false``, ``yes/no``, ``on/off`` or ``1/0``; a number must be finite. An unknown key,
+    a malformed pair or a value of the wrong kind raises ``ValueError`` naming the option.
     """
-    params = inspect.signature(PRESETS.get(name)).parameters
+    preset = PRESETS.get(name)
+    params = inspect.signature(preset).parameters
     fixed = {"data", "team", "out", "quick", "seeds", "source"}
     allowed = {k: p for k, p in params.items() if k not in fixed}
     options: dict[str, Any] = {}
@@ -38,16 +43,44 @@ def parse_preset_options(name: str, pairs: list[str]) -> dict[str, Any]:
         if not sep or key not in allowed:
             raise ValueError(f"preset option {pair!r} not understood; {name} takes "
                              f"KEY=VALUE with KEY one of: {', '.join(sorted(allowed)) or 'none'}")
-        default = allowed[key].default
-        if isinstance(default, bool):
-            options[key] = value.lower() in {"1", "true", "yes"}
-        elif isinstance(default, (int, float)):
-            options[key] = type(default)(value)
-        elif default is None and value.lstrip("-").isdigit():
-            options[key] = int(value)
-        else:
-            options[key] = value
+        options[key] = _convert_option(name, key, value, allowed[key].default,
+                                       _hint(preset, key))
     return options
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _hint(preset: Any, key: str) -> Any:
+    try:
+        return typing.get_type_hints(preset).get(key)
+    except (NameError, TypeError):  # an annotation that does not resolve: go by the default
+        return None
+
+
+def _convert_option(name: str, key: str, value: str, default: Any, hint: Any) -> Any:
+    """``value`` as the type of preset option ``key`` (see :func:`parse_preset_options`)."""
+    kind: Any = type(default)
+    if default is None:
+        kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [str]
+        if value.strip().lower() in ("none", "null"):
+            return None
+        kind = kinds[0] if kinds[0] in (bool, int, float) else str
+    if kind is bool:
+        word = value.strip().lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise ValueError(f"preset {name} option {key}={value!r}: expected true or false")
+    if kind in (int, float):
+        try:
+            number = kind(value)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"preset {name} option {key}={value!r}: expected {what}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"preset {name} option {key}={value!r}: expected a finite number")
+        return number
+    return value
 
 
 from funduslab.experiments import course_task1  # noqa: E402,F401  (registers "course-task1")

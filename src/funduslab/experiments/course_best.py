@@ -1,7 +1,8 @@
 """The course model that beats the course's best: candidate recipes, one chosen on val only.
 
 Every candidate is the course reference recipe (:data:`REFERENCE`: ImageNet EfficientNet-Lite0,
-256 px, full fine-tuning, 12 epochs, BCE, threshold 0.5) with one change, stated as data in
+256 px, full fine-tuning with the default epochs and ``train.recipe: fast``, BCE, threshold 0.5)
+with one change, stated as data in
 :data:`CANDIDATES`: more data (ODIR-5K eyes joined to train by label name,
 :mod:`funduslab.data.join` — all of D, G, A, or D alone with G and A masked out of the loss; or
 two-stage training on them first), a larger Lite backbone or resolution, longer training, or
@@ -29,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from funduslab.config import RunConfig, atomic_write_text, config_from_dict
+from funduslab.config import DEFAULT_EPOCHS, RunConfig, atomic_write_text, config_from_dict
 from funduslab.data.adapters import load_table
 from funduslab.data.table import SampleTable
 from funduslab.experiments import PRESETS
@@ -47,11 +48,11 @@ log = logging.getLogger(__name__)
 TEST_SPLIT = "offsite_test"
 VAL_SPLIT = "val"
 
-#: The course reference recipe (``benchmarks/bench_course_finetune.py``: .8171 ± .0150 offsite).
+#: The course reference recipe, as ``benchmarks/bench_course_finetune.py`` runs it.
 REFERENCE: dict[str, Any] = {
     "data": {"adapter": "odir_course", "image_size": 256},
     "model": {"backbone": "tf_efficientnet_lite0", "weights": "imagenet"},
-    "train": {"setup": "full", "epochs": 12, "loss": "bce", "tune_thresholds": False},
+    "train": {"setup": "full", "epochs": DEFAULT_EPOCHS, "loss": "bce", "tune_thresholds": False},
 }
 #: ``--quick``: laid over every candidate (last), so tests run every row in seconds.
 QUICK: dict[str, Any] = {
@@ -91,7 +92,7 @@ class Candidate:
 
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("reference", "the course reference: Lite0 ImageNet, 256 px, full fine-tuning, "
-              "12 epochs, BCE, threshold 0.5"),
+              f"{DEFAULT_EPOCHS} epochs (fast recipe), BCE, threshold 0.5"),
     Candidate("joined", "reference + the source's eyes joined to train (labels D, G, A by name)",
               source="join"),
     # odir5k-source has 519 D, 2 G and 6 A positives in 4383 eyes (the course: 517, 163, 142 of

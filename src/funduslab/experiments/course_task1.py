@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from funduslab.config import RunConfig, atomic_write_text, config_from_dict
+from funduslab.config import DEFAULT_EPOCHS, RunConfig, atomic_write_text, config_from_dict
 from funduslab.data.adapters.odir_course import find_course_checkpoints
 from funduslab.experiments import PRESETS
 from funduslab.reporting.run_folder import read_metrics
@@ -84,7 +84,7 @@ def plan_rows(data: Path, out: Path, source: Path | None, quick: bool, seed: int
 
 
 def row_config(row: Task1Row, data: Path, out: Path, team: str, quick: bool, seed: int,
-               adapter: str = "odir_course", epochs: int = 12) -> RunConfig:
+               adapter: str = "odir_course", epochs: int = DEFAULT_EPOCHS) -> RunConfig:
     """The run config of one row (quick = tiny demo/test settings)."""
     setup = SETUPS[row.task[-1]]
     train = {"setup": setup, "seed": seed, "epochs": epochs, "batch_size": 32}
@@ -106,7 +106,7 @@ def row_config(row: Task1Row, data: Path, out: Path, team: str, quick: bool, see
 def course_task1(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
     seeds: list[int] | None = None, source: Path | None = None, adapter: str = "odir_course",
-    epochs: int = 12, image_size: int = 256, resnet_image_size: int | None = None,
+    epochs: int = DEFAULT_EPOCHS, image_size: int = 256, resnet_image_size: int | None = None,
     pretrain_epochs: int = 4,
 ) -> Path:
     """Run Task 1.1–1.3 for both families; write ``results.md``; return its path.

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from funduslab.config import atomic_write_text
+from funduslab.config import DEFAULT_EPOCHS, atomic_write_text
 from funduslab.experiments import PRESETS
 from funduslab.experiments.variants import (
     Variant,
@@ -71,7 +71,8 @@ def course_task2(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
     seeds: list[int] | None = None, source: Path | None = None,
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
-    epochs: int = 12, sampler: str = "random", gamma: float = 2.0, beta: float = 0.999, rows: str = "",
+    epochs: int = DEFAULT_EPOCHS, sampler: str = "random", gamma: float = 2.0, beta: float = 0.999,
+    rows: str = "",
     baseline_runs: str = "",
 ) -> Path:
     """Run every Task 2 loss for every seed; write ``<out>/results.md``; return its path.

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from funduslab.config import atomic_write_text
+from funduslab.config import DEFAULT_EPOCHS, atomic_write_text
 from funduslab.experiments import PRESETS
 from funduslab.experiments.variants import (
     Variant,
@@ -100,7 +100,7 @@ def course_task3(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
     seeds: list[int] | None = None, source: Path | None = None,
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
-    epochs: int = 12, rows: str = "", baseline_runs: str = "",
+    epochs: int = DEFAULT_EPOCHS, rows: str = "", baseline_runs: str = "",
 ) -> Path:
     """Run every Task 3 variant for every seed; write ``<out>/results.md``; return its path.
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from funduslab.config import atomic_write_text, config_from_dict
+from funduslab.config import DEFAULT_EPOCHS, atomic_write_text, config_from_dict
 from funduslab.experiments import PRESETS
 from funduslab.experiments.variants import (
     TEST_SPLIT,
@@ -176,7 +176,7 @@ def course_task4(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
     seeds: list[int] | None = None, source: Path | None = None,
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
-    epochs: int = 12, rows: str = "", members: str = "", resampled_members: int = 3,
+    epochs: int = DEFAULT_EPOCHS, rows: str = "", members: str = "", resampled_members: int = 3,
     consistency: float = 0.5, vae_ratio: float = 0.5, vae_size: int = 128, vae_epochs: int = 30,
     transformer_weights: str = "imagenet", transformer_size: int = 224,
 ) -> Path:

@@ -15,13 +15,12 @@ patient) and saves it:
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import torch
 
-from funduslab.config import config_from_dict
-from funduslab.models.checkpoints import load_funduslab_checkpoint
+from funduslab.config import atomic_write_bytes, config_from_dict
+from funduslab.models.checkpoints import load_funduslab_checkpoint, save_torch_atomic
 from funduslab.training.runner import run
 
 __all__ = ["pretrain_source_model", "to_torchvision_resnet18"]
@@ -69,13 +68,9 @@ def pretrain_source_model(
     })
     run_dir = run(cfg, progress=not quick)
     state, _ = load_funduslab_checkpoint(run_dir / "model.pt")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
     if backbone == "resnet18":
-        torch.save(to_torchvision_resnet18(state), tmp)
-        tmp.replace(target)
+        save_torch_atomic(to_torchvision_resnet18(state), target)
     else:
-        shutil.copyfile(run_dir / "model.pt", tmp)
-        tmp.replace(target)
+        atomic_write_bytes(target, (run_dir / "model.pt").read_bytes())
     log.info("source model saved to %s", target)
     return target

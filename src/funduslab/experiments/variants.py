@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from funduslab.config import RunConfig, config_from_dict
+from funduslab.config import DEFAULT_EPOCHS, RunConfig, config_from_dict
 from funduslab.reporting.tables import markdown_table, mean_std, split_scores
 from funduslab.runs import RunFolder
 from funduslab.training.runner import run
@@ -49,7 +49,8 @@ class Variant:
 
 def base_course_config(
     data: Path, out: Path, quick: bool = False, *, backbone: str = "tf_efficientnet_lite0",
-    weights: str = "imagenet", image_size: int = 256, epochs: int = 12, adapter: str = "odir_course",
+    weights: str = "imagenet", image_size: int = 256, epochs: int = DEFAULT_EPOCHS,
+    adapter: str = "odir_course",
 ) -> dict[str, Any]:
     """The engine benchmark's full fine-tuning recipe (``quick``: 64 px, 2 epochs, batch 8)."""
     cfg: dict[str, Any] = {

@@ -6,6 +6,10 @@
 * :mod:`~funduslab.explain.panels` — overlays and per-image panel figures.
 * :mod:`~funduslab.explain.select` — the most / least confident images of a run.
 * :mod:`~funduslab.explain.run_explain` — ``funduslab explain`` on a run folder.
+* :mod:`~funduslab.explain.score` — ``funduslab explain --score``: maps checked against lesion
+  masks (:mod:`~funduslab.explain.localisation`: pointing game, energy, baselines;
+  :mod:`~funduslab.explain.faithfulness`: deletion, ROAD; :mod:`~funduslab.explain.score_report`:
+  summary and figure).
 * :mod:`~funduslab.explain.guided` — attention-consistency training (Guo et al., CVPR 2019).
 
 Submodules are imported on demand (they pull in torch and pytorch-grad-cam).

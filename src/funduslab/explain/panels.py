@@ -8,9 +8,7 @@ and a colour bar gives its scale. With head attention maps a second row shows on
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,10 @@ from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
 
+from funduslab.config import atomic_path  # noqa: E402
+
 __all__ = ["PanelEntry", "fov_mask", "method_title", "overlay", "panel_filename", "save_panel"]
 
-_UMASK = os.umask(0o022)  # read the process umask once, at import
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK  # mkstemp creates 0600; finished files get the usual mode
 _RIM = 0.985  # share of the fitted field-of-view radius that gets heat
 
 
@@ -164,16 +161,9 @@ def save_panel(entry: PanelEntry, label_names: Sequence[str], method: str, path:
     bar.ax.tick_params(labelsize=6)
     fig.suptitle(f"{name} per label, heat inside the field of view", fontsize=9)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, pil_kwargs={"compress_level": 1})  # encoding dominated
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:  # encoding dominated: fast PNG compression
+            fig.savefig(tmp, dpi=dpi, format="png", pil_kwargs={"compress_level": 1})
     finally:
         plt.close(fig)
     return path

@@ -19,13 +19,14 @@ import pandas as pd
 import torch
 
 from funduslab.config import RunConfig, atomic_write_text
+from funduslab.data.table import SampleTable
 from funduslab.explain.cams import CAMS, attention_maps, cams_and_logits
 from funduslab.explain.panels import PanelEntry, panel_filename, save_panel
 from funduslab.explain.select import SELECTIONS, Selection, select_images
 from funduslab.models.classifier import FundusModel
 from funduslab.runs import RunFolder
 
-__all__ = ["LoadedRun", "explain_run", "load_run", "read_images"]
+__all__ = ["LoadedRun", "explain_run", "load_run", "read_images", "run_table"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,31 @@ def load_run(run_dir: Path | str, device: str = "cpu") -> LoadedRun:
         raise ValueError(f"{weights} records no label_names; re-save it with funduslab")
     thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(labels), dtype=np.float64)
     return LoadedRun(run_dir, cfg, model, weights, labels, thresholds)
+
+
+def run_table(loaded: LoadedRun, data_root: Path | str | None = None) -> SampleTable:
+    """The run's sample table (its fold for a cross-validation run), checked for explaining.
+
+    Raises:
+        ValueError: a grading run (no map per label), or label columns the model predicts that
+            the data lack.
+    """
+    from funduslab.data.adapters import load_table
+
+    cfg = loaded.cfg
+    table = load_table(cfg.data.adapter, Path(data_root or cfg.data.root), **cfg.data.options)
+    if cfg.data.folds:  # a cross-validation fold's run: its own train/val
+        from funduslab.data.folds import fold_table
+
+        table = fold_table(table, cfg.data.train_split, cfg.data.val_split, cfg.data.folds,
+                           cfg.data.fold, cfg.data.fold_seed)
+    if table.task != "multilabel":
+        raise ValueError(f"explain draws one map per label of a multi-label run; "
+                         f"{loaded.run_dir} is a {table.task} run")
+    missing = [c for c in loaded.label_names if c not in table.frame.columns]
+    if missing:
+        raise ValueError(f"the data has no label columns {missing} that the model predicts")
+    return table
 
 
 def read_images(cfg: RunConfig, paths: list[str]) -> np.ndarray:
@@ -112,26 +138,12 @@ def explain_run(
         raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    from funduslab.data.adapters import load_table
-
     loaded = load_run(run_dir, device=device)
     cfg, model, labels = loaded.cfg, loaded.model, loaded.label_names
     if attention and not callable(getattr(model.head, "attention_maps", None)):
         raise ValueError(f"--attention: head {cfg.model.head!r} of {loaded.weights} has no "
                          "attention maps; use it with an attention head (e.g. mha, cbam)")
-    table = load_table(cfg.data.adapter, Path(data_root or cfg.data.root), **cfg.data.options)
-    if cfg.data.folds:  # a cross-validation fold's run: its own train/val
-        from funduslab.data.folds import fold_table
-
-        table = fold_table(table, cfg.data.train_split, cfg.data.val_split, cfg.data.folds,
-                           cfg.data.fold, cfg.data.fold_seed)
-    if table.task != "multilabel":
-        raise ValueError(f"explain draws one map per label of a multi-label run; {run_dir} is "
-                         f"a {table.task} run")
-    rows = table.split(split)  # ValueError naming the splits present
-    missing = [c for c in labels if c not in rows.columns]
-    if missing:
-        raise ValueError(f"the data has no label columns {missing} that the model predicts")
+    rows = run_table(loaded, data_root).split(split)  # ValueError naming the splits present
     labelled = bool(rows["labelled"].all())
     targets = rows[labels].to_numpy(dtype=np.int64) if labelled else None
     ids = rows["id"].astype(str).tolist()

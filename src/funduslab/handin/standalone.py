@@ -378,10 +378,15 @@ def main(argv: list[str] | None = None) -> int:
             frame = submission(entry, model, ids, paths, args.device, args.batch_size)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{out.name}.tmp")
-            frame.to_csv(tmp, index=False)
-            os.replace(tmp, out)
+            try:  # a full disk leaves the previous submission, not half of a new one
+                frame.to_csv(tmp, index=False)
+                os.replace(tmp, out)
+            except OSError as err:
+                raise OSError(f"cannot write {out}: {err.strerror or err}") from None
+            finally:
+                tmp.unlink(missing_ok=True)
             print(f"{entry['file']}: {len(ids)} images -> {out}")
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # missing files, bad images, a full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

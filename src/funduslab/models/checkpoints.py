@@ -15,6 +15,7 @@ funduslab writes its own weights as ``{"format": "funduslab", "format_version", 
 from __future__ import annotations
 
 import functools
+import io
 import os
 import platform
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from funduslab.config import atomic_write_bytes
 from funduslab.models.backbones import BackboneInfo
 from funduslab.models.weights import read_state_dict, unwrap_state_dict
 
@@ -38,6 +40,7 @@ __all__ = [
     "load_funduslab_checkpoint",
     "save_course_format",
     "save_funduslab_checkpoint",
+    "save_torch_atomic",
 ]
 
 FUNDUSLAB_FORMAT_VERSION = 1
@@ -318,15 +321,17 @@ def _check_metadata(value: Any, where: str) -> Any:
     )
 
 
-def _atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+def save_torch_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` through memory and :func:`~funduslab.config.atomic_write_bytes`.
+
+    ``torch.save`` to a file reports a full disk as a ``RuntimeError`` from its C++ writer, after
+    leaving part of the file; serialising to memory first makes the write one atomic step whose
+    failure is a :class:`~funduslab.errors.DiskWriteError` naming ``path``.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -363,7 +368,7 @@ def save_funduslab_checkpoint(
     meta.setdefault("python_version", platform.python_version())
     payload = {"format": "funduslab", "format_version": FUNDUSLAB_FORMAT_VERSION, "metadata": meta,
                "state_dict": _plain_state(model)}
-    return _atomic_save(payload, path)
+    return save_torch_atomic(payload, path)
 
 
 def load_funduslab_checkpoint(
@@ -416,4 +421,4 @@ def save_course_format(path: str | os.PathLike[str], model: nn.Module) -> Path:
             f"classifier (got {type(net).__name__}, detected {fmt}); build the CourseBackbone "
             "with keep_head=True"
         )
-    return _atomic_save(state, path)
+    return save_torch_atomic(state, path)

@@ -172,6 +172,17 @@ def _head_options(name: str, info: BackboneInfo, options: dict) -> dict:
     return {**auto, **options}
 
 
+def early_stage_parameters(model: FundusModel, n: int) -> list[nn.Parameter]:
+    """Parameters of the backbone's stem and first ``n`` stages (frozen by ``train.freeze_stages``)."""
+    groups = stage_parameter_groups(model.backbone)
+    stages = [g for g in groups if g[0].startswith("stage")]
+    if not 0 <= n < len(stages):
+        raise ValueError(f"freeze_stages must be in 0..{len(stages) - 1} for this backbone "
+                         f"({len(stages)} stages), got {n}")
+    keep = [g for g in groups if g[0] == "stem"] + stages[:n]
+    return [p for _, params in keep for p in params]
+
+
 def last_stage_parameters(model: FundusModel, n: int) -> list[nn.Parameter]:
     """Parameters of the backbone's last ``n`` stages plus its final layers (partial tuning)."""
     groups = stage_parameter_groups(model.backbone)

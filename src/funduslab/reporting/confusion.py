@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from funduslab.reporting.figures import save_figure  # noqa: E402
+
 __all__ = ["plot_confusion"]
 
 
@@ -50,10 +52,4 @@ def plot_confusion(
     ax.set(xticks=range(k), yticks=range(k), xticklabels=labels, yticklabels=labels,
            xlabel="predicted grade", ylabel="true grade", title=title)
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(out_png)
-    return out_png
+    return save_figure(fig, Path(out_png), dpi=100)

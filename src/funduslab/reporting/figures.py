@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from funduslab.config import atomic_path  # noqa: E402
+
 __all__ = ["best_epoch", "plot_history", "save_figure"]
 
 #: ``train.monitor`` → (history column, better direction); mirrors ``training/fit.py``.
@@ -31,16 +33,17 @@ _MONITORS = {
 
 
 def save_figure(fig: plt.Figure, out_png: Path, dpi: int = 150) -> Path:
-    """Save ``fig`` as PNG through a temporary file and a rename (atomic), then close it."""
+    """Save ``fig`` as PNG through a temporary file and a rename (atomic), then close it.
+
+    Raises:
+        DiskWriteError: the folder cannot take the file; an older figure there stays.
+    """
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=dpi)
-        tmp.replace(out_png)
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return out_png
 
 

@@ -11,12 +11,12 @@ or an ensemble is recomputed in seconds without retraining. Records live under `
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
 
 from funduslab.runs.files import RECORD_FILE, write_json
+from funduslab.runs.record_check import check_record  # the readers' check lives in runs/
 
 __all__ = ["RECORD_FILE", "RECORD_MAX_BYTES", "check_record", "write_record"]
 
@@ -76,24 +76,3 @@ def write_record(run_dir: Path | str, out: Path | str, note: str = "") -> Path:
         shutil.rmtree(out)
     staging.rename(out)
     return out
-
-
-def check_record(record: Path | str) -> list[str]:
-    """Problems with a record folder: files missing or altered since it was written (empty when
-    intact), so a table is never recomputed from a truncated or edited record."""
-    record = Path(record)
-    path = record / RECORD_FILE
-    if not path.is_file():
-        return [f"{record} has no {RECORD_FILE}"]
-    try:
-        digests = json.loads(path.read_text())["sha256"]
-    except (OSError, ValueError, KeyError) as err:
-        return [f"{path} is unreadable: {err}"]
-    problems = []
-    for name, digest in digests.items():
-        f = record / name
-        if not f.is_file():
-            problems.append(f"{f} is missing")
-        elif _sha256(f) != digest:
-            problems.append(f"{f} differs from the recorded checksum")
-    return problems

@@ -17,6 +17,7 @@ re-exports it for older imports).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -49,6 +50,8 @@ __all__ = [
     "write_predictions",
     "write_submission",
 ]
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -175,9 +178,12 @@ def clean_up_failed_run(run_dir: Path, created: bool, error: BaseException) -> N
     if not run_dir.is_dir():
         return
     name = type(error).__name__
-    write_json(run_dir / FAILED_FILE, {
-        "error": f"{name}: {error}" if str(error) else name,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "resume": ("re-run the same command: it resumes from checkpoints/last.ckpt"
-                   if last.is_file() else "re-run the same command"),
-    })
+    try:
+        write_json(run_dir / FAILED_FILE, {
+            "error": f"{name}: {error}" if str(error) else name,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resume": ("re-run the same command: it resumes from checkpoints/last.ckpt"
+                       if last.is_file() else "re-run the same command"),
+        })
+    except OSError as err:  # the full disk that failed the run: its own error must surface
+        log.warning("could not mark %s as failed: %s", run_dir, err)

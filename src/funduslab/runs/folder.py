@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,12 @@ from funduslab.runs.files import (
     read_predictions,
     weights_filename,
 )
+from funduslab.runs.lock import LOCK_FILE
+from funduslab.runs.record_check import check_record
 
 __all__ = ["RunFolder", "find_run_folders"]
+
+log = logging.getLogger(__name__)
 
 
 class RunFolder:
@@ -50,6 +55,7 @@ class RunFolder:
         self._config: dict[str, Any] | None = None
         self._metrics: dict[str, Any] | None = None
         self._label_names: list[str] | None = None
+        self._record_checked = False
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -67,6 +73,7 @@ class RunFolder:
             ValueError: not valid YAML, or not a mapping (names the file).
         """
         if self._config is None:
+            self._check_record()
             path = self.config_path
             if not path.is_file():
                 raise FileNotFoundError(
@@ -116,6 +123,7 @@ class RunFolder:
     def metrics(self) -> dict[str, Any]:
         """``metrics.json`` (a copy); ``FileNotFoundError`` names the folder."""
         if self._metrics is None:
+            self._check_record()
             self._metrics = read_metrics(self.path)
         return copy.deepcopy(self._metrics)
 
@@ -134,7 +142,17 @@ class RunFolder:
             ValueError: a label's ``p_<label>`` column is missing.
         """
         names = self.label_names if label_names is None else list(label_names)
+        self._check_record()
         return read_predictions(self.path, split, names)
+
+    def _check_record(self) -> None:
+        """Once per instance: warn, naming each file, when a record's files are missing or differ
+        from the SHA-256 written with it (a record has no source to be rebuilt from)."""
+        if self._record_checked or not self.is_record:
+            return
+        self._record_checked = True
+        for problem in check_record(self.path):
+            log.warning("record %s is not as it was written: %s", self.path, problem)
 
     @property
     def history(self) -> pd.DataFrame | None:
@@ -232,7 +250,8 @@ class RunFolder:
 def _looks_like_run(path: Path) -> bool:
     """A run folder in the making (or left empty by a failure), not a cache or figures folder."""
     marks = (CONFIG_FILE, FAILED_FILE, "checkpoints")
-    return any((path / m).exists() for m in marks) or not any(path.iterdir())
+    return (any((path / m).exists() for m in marks)
+            or not any(p.name != LOCK_FILE for p in path.iterdir()))
 
 
 def _why_unfinished(run_dir: Path) -> str:

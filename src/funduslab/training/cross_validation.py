@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from funduslab.config import RunConfig, config_from_dict, save_config, validate_names
+from funduslab.config import RunConfig, config_from_dict, save_config
+from funduslab.config_names import validate_names
 from funduslab.data.adapters import load_table
 from funduslab.metrics import multilabel_metrics, tune_thresholds
 from funduslab.reporting.run_folder import (

@@ -17,12 +17,18 @@ every split (twice per eye for a dual model) used to be most of a frozen run's t
 are extracted in the precision the run evaluates in
 (:func:`~funduslab.training.fit.evaluation_bf16`), so the run folder's predictions match what
 the saved model gives on the same images.
+
+A feature entry (``features-<key>.pt``) is extracted and saved under its own lock, so two runs
+that need it extract it once; its sidecar ``features-<key>.json`` holds its size and SHA-256,
+checked on every load (a load reads the whole file anyway), and a truncated or altered entry is
+extracted again with a warning naming it (:mod:`funduslab.data.cache_guard`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -31,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from funduslab.data.cache_guard import entry_lock, entry_problem, read_seal, seal, write_sidecar
 from funduslab.models.classifier import FundusModel
 from funduslab.models.dual import DualFundusModel
 from funduslab.training.context import RunContext, SplitData
@@ -89,22 +96,55 @@ def _cpu_bf16() -> bool:
 def _cached(ctx: RunContext, model: FundusModel, split: SplitData, feature_map: bool,
             view: str = "image") -> torch.Tensor:
     m = ctx.cfg.model
-    bf16 = evaluation_bf16(ctx.cfg.train)
+    bf16 = evaluation_bf16(ctx.cfg.train, model)
     key = hashlib.sha256(
         f"{ctx.data_fingerprint}|{split.name}|{m.backbone}|{m.weights}|{_weights_stamp(m.weights)}|"
         f"{feature_map}|{ctx.cfg.data.image_size}|bf16={bf16}|v2"
         f"{'' if view == 'image' else '|' + view}".encode()
     ).hexdigest()[:20]
     path = Path(ctx.cache_dir) / f"features-{key}.pt"
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
-    feats = extract_features(model, split.images, ctx.cfg.train.batch_size, feature_map, bf16,
-                             evaluation_device(ctx.cfg.train), view)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(feats, tmp)
-    tmp.replace(path)
+    with entry_lock(path):  # a second run waits for the first one's features, then loads them
+        feats = _load_features(path, len(split.images))
+        if feats is None:
+            feats = extract_features(model, split.images, ctx.cfg.train.batch_size, feature_map,
+                                     bf16, evaluation_device(ctx.cfg.train), view)
+            _save_features(path, feats)
     return feats
+
+
+def _load_features(path: Path, rows: int) -> torch.Tensor | None:
+    """The cached features, or ``None`` when missing or failing their seal (warned, by name)."""
+    if not path.is_file():
+        return None
+    problem = entry_problem(path, read_seal(path.with_suffix(".json")))
+    if problem is None:
+        try:
+            feats = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is re-extracted, named
+            problem = f"it cannot be loaded ({type(err).__name__}: {err})"
+        else:
+            if not isinstance(feats, torch.Tensor) or len(feats) != rows:
+                problem = f"it holds {getattr(feats, 'shape', type(feats))}, not {rows} rows"
+    if problem is not None:
+        log.warning("ignoring feature cache %s: %s; extracting the features again", path, problem)
+        return None
+    return feats
+
+
+def _save_features(path: Path, feats: torch.Tensor) -> None:
+    """Save atomically (temporary file renamed into place) with its seal in the sidecar."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = path.with_suffix(".json")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    try:
+        torch.save(feats, tmp)
+        sealed = seal(tmp, shape=list(feats.shape), dtype=str(feats.dtype))
+        sidecar.unlink(missing_ok=True)  # an old seal never vouches for the new file
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    write_sidecar(sidecar, {"seal": sealed})
 
 
 def _weights_stamp(weights: str) -> str:

@@ -8,24 +8,33 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from funduslab.training.batch_augment import BatchFundusAugment
 from funduslab.training.context import RunContext, SplitData
-from funduslab.training.data import ArrayDataset, build_augmentation
+from funduslab.training.data import ArrayDataset, build_augmentation, is_batch_augmentation
 from funduslab.training.fit import resolve_accelerator
 from funduslab.training.sample_weights import build_train_sampler
 
-__all__ = ["eval_loader", "train_loader"]
+__all__ = ["batch_augmentation", "eval_loader", "train_loader"]
 
 
 def train_loader(ctx: RunContext, split: SplitData | None = None) -> DataLoader:
-    """Shuffled (or sampler-driven), augmented loader of the training split."""
+    """Shuffled (or sampler-driven) loader of the training split, augmented image by image
+    unless the augmentation works on batches (then :func:`batch_augmentation` gives it to the
+    training module)."""
     split = split or ctx.train
     data = ctx.cfg.data
-    dataset = ArrayDataset(
-        split.images, split.targets, build_augmentation(data.augment, data.image_size),
-        partners=split.partners,
-    )
+    augmentation = build_augmentation(data.augment, data.image_size)
+    if is_batch_augmentation(augmentation):  # applied to whole batches by the training module
+        augmentation = None
+    dataset = ArrayDataset(split.images, split.targets, augmentation, partners=split.partners)
     sampler = build_train_sampler(ctx.cfg.train, split)
     return _loader(dataset, ctx, shuffle=sampler is None, sampler=sampler, drop_last=True)
+
+
+def batch_augmentation(ctx: RunContext) -> BatchFundusAugment | None:
+    """The run's augmentation when it works on whole batches (``None`` otherwise)."""
+    augmentation = build_augmentation(ctx.cfg.data.augment, ctx.cfg.data.image_size)
+    return augmentation if is_batch_augmentation(augmentation) else None
 
 
 def eval_loader(ctx: RunContext, split: SplitData) -> DataLoader:

@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
@@ -19,7 +20,10 @@ from torch import nn
 
 from funduslab.metrics import multilabel_metrics
 
-__all__ = ["FitOptions", "FundusTask", "lr_lambda", "task_class"]
+if TYPE_CHECKING:
+    from funduslab.training.freezing import EarlyStageFreeze
+
+__all__ = ["FitOptions", "FundusTask", "lr_lambda", "resize_images", "task_class"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,10 @@ class FitOptions:
     """Optimisation settings the module needs (a subset of ``TrainConfig``).
 
     ``layer_decay < 1`` switches the optimiser to layer-wise learning-rate decay
-    (:func:`funduslab.training.layer_decay.layer_decay_groups`).
+    (:func:`funduslab.training.layer_decay.layer_decay_groups`). ``progressive_size`` > 0 trains
+    the first ``progressive_epochs`` epochs on batches resized to that side; ``batch_augment``
+    augments each training batch of images as a whole (after any resize), on the batch's device;
+    ``freeze`` freezes the backbone's early stages at the start of the epochs it covers.
     """
 
     lr: float = 1e-3
@@ -40,6 +47,20 @@ class FitOptions:
     epochs: int = 10
     channels_last: bool = False
     layer_decay: float = 1.0
+    progressive_size: int = 0
+    progressive_epochs: int = 0
+    batch_augment: nn.Module | None = None
+    freeze: EarlyStageFreeze | None = None
+
+
+def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``(…, C, H, W)`` float images resized to ``size``×``size`` (bilinear, antialiased)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    lead = x.shape[:-3]
+    out = nn.functional.interpolate(x.reshape(-1, *x.shape[-3:]), size=(size, size),
+                                    mode="bilinear", antialias=True, align_corners=False)
+    return out.reshape(*lead, *out.shape[-3:])
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
@@ -97,6 +118,25 @@ class FundusTask(L.LightningModule):
         if self.options.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
+
+    def on_train_epoch_start(self) -> None:
+        if self.options.freeze is not None:  # after Lightning's model.train()
+            self.options.freeze.apply(self.current_epoch)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Training image batches: progressive resize, then batch augmentation."""
+        trainer = self._trainer
+        if trainer is None or not trainer.training or not isinstance(batch, (tuple, list)):
+            return batch
+        x, *rest = batch
+        if x.ndim < 4:  # cached features (frozen setup), not images
+            return batch
+        o = self.options
+        if o.progressive_size and self.current_epoch < o.progressive_epochs:
+            x = resize_images(x, o.progressive_size)
+        if o.batch_augment is not None:
+            x = o.batch_augment(x)
+        return (x, *rest)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch

@@ -14,7 +14,8 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 
-from funduslab.config import RunConfig, save_config, validate_names
+from funduslab.config import RunConfig, save_config
+from funduslab.config_names import validate_names
 from funduslab.data.folds import load_run_table
 from funduslab.data.join import join_extra_sources, observed_rows
 from funduslab.data.cache import ImageCache
@@ -33,11 +34,13 @@ from funduslab.reporting.run_folder import (
     write_predictions,
     write_submission,
 )
+from funduslab.runs.lock import run_folder_lock
 from funduslab.training.context import RunContext, SplitData
 from funduslab.training.features import cached_split_logits
 from funduslab.training.fit import evaluation_bf16, evaluation_device
 from funduslab.training.predict import predict_logits
 from funduslab.training.grading import evaluate_grading, resolve_task
+from funduslab.training.recipe import resolve_recipe
 from funduslab.training.resume import check_resumable, is_finished
 from funduslab.training.setups import fit_model, num_outputs
 
@@ -109,18 +112,23 @@ def run(cfg: RunConfig, progress: bool = True) -> Path:
     A run that fails (an error, Ctrl-C) removes the folder it created when nothing resumable is
     in it, and otherwise leaves ``failed.json`` beside its checkpoints
     (:func:`~funduslab.reporting.run_folder.clean_up_failed_run`).
+
+    Raises:
+        RunFolderBusy: another live process is writing the same run folder
+            (:func:`~funduslab.runs.lock.run_folder_lock`); nothing in it is touched.
     """
     validate_names(cfg)  # every registry name, before any folder, data or model
     run_dir = cfg.run_dir
     created = not run_dir.exists()
     state = {"training": False}  # a folder we did not create is marked only once training began
-    try:
-        done = _run(cfg, run_dir, progress, state)
-    except BaseException as err:
-        if created or state["training"]:
-            clean_up_failed_run(run_dir, created, err)
-        raise
-    (run_dir / FAILED_FILE).unlink(missing_ok=True)
+    with run_folder_lock(run_dir, created):  # one writer per folder, held until clean-up is done
+        try:
+            done = _run(cfg, run_dir, progress, state)
+        except BaseException as err:
+            if created or state["training"]:
+                clean_up_failed_run(run_dir, created, err)
+            raise
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)
     return done
 
 
@@ -131,6 +139,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, state: dict[str, bool]) 
     cache_dir = Path(cfg.data.cache_dir or cfg.output.out / ".cache")
     table = load_run_table(cfg)
     cfg = resolve_task(cfg, table)  # task kind, grading loss/monitor/head → config.yaml
+    cfg = resolve_recipe(cfg)  # the fast recipe's knobs → config.yaml
     check_resumable(run_dir, cfg)  # never resume checkpoints written under another config
     if is_finished(run_dir, cfg, weights_filename(cfg.output.team, cfg.output.task)):
         log.info("%s already holds this run's results (same config); nothing to do — delete its "
@@ -198,7 +207,7 @@ def split_logits(ctx: RunContext, model) -> dict[str, np.ndarray]:
     cfg = ctx.cfg
     if cfg.train.setup == "frozen":
         return cached_split_logits(ctx, model)
-    bf16, device = evaluation_bf16(cfg.train), evaluation_device(cfg.train)
+    bf16, device = evaluation_bf16(cfg.train, model), evaluation_device(cfg.train)
     outputs = {name: predict_logits(model, s.images, batch_size=cfg.train.batch_size,
                                     tta=cfg.train.tta, bf16=bf16, device=device,
                                     partners=s.partners)

@@ -19,13 +19,15 @@ import torch
 from torch import nn
 
 from funduslab.losses import ClassCounts, build_loss
+from funduslab.models.backbones import backbone_info
 from funduslab.models.classifier import FundusModel
 from funduslab.models.factory import build_model, last_stage_parameters
 from funduslab.registry import Registry
 from funduslab.training.context import RunContext
 from funduslab.training.features import fit_head_on_features
 from funduslab.training.fit import fit_task
-from funduslab.training.loaders import eval_loader, train_loader
+from funduslab.training.freezing import EarlyStageFreeze
+from funduslab.training.loaders import batch_augmentation, eval_loader, train_loader
 from funduslab.training.module import FitOptions, task_class
 
 __all__ = ["SETUPS", "fit_model"]
@@ -42,6 +44,8 @@ def fit_options(ctx: RunContext, epochs: int | None = None, channels_last: bool 
         warmup_epochs=t.warmup_epochs, schedule=t.schedule,
         epochs=t.epochs if epochs is None else epochs,
         channels_last=channels_last and t.channels_last, layer_decay=t.layer_decay,
+        progressive_size=t.progressive_size if epochs is None else 0,
+        progressive_epochs=t.progressive_epochs, batch_augment=batch_augmentation(ctx),
     )
 
 
@@ -63,6 +67,9 @@ def _loss(ctx: RunContext, targets: np.ndarray) -> nn.Module:
 
 
 def _finetune(ctx: RunContext, model: FundusModel, stage_dir: str = "") -> dict:
+    if ctx.cfg.train.progressive_size and backbone_info(model.backbone).family != "cnn":
+        raise ValueError("train.progressive_size needs a CNN backbone (ViT/Swin are built for one "
+                         "input size); set it to 0")
     task_cls = task_class(ctx)
     if ctx.cfg.train.attention_consistency > 0 and ctx.cfg.model.dual != "none":
         raise ValueError(f"train.attention_consistency works on single images; set it to 0 for "
@@ -71,17 +78,22 @@ def _finetune(ctx: RunContext, model: FundusModel, stage_dir: str = "") -> dict:
         from funduslab.explain.guided import consistency_task
 
         task_cls = consistency_task(ctx.cfg.train.attention_consistency)
+    options = fit_options(ctx)
+    t = ctx.cfg.train
+    if t.freeze_stages and t.setup != "partial":
+        options.freeze = EarlyStageFreeze(model, t.freeze_stages, t.freeze_epochs)
     task = task_cls(
-        model, _loss(ctx, ctx.train.targets), ctx.table.label_names, fit_options(ctx),
+        model, _loss(ctx, ctx.train.targets), ctx.table.label_names, options,
         head_params=list(model.head.parameters()),
     )
     if ctx.cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
     val = eval_loader(ctx, ctx.val) if ctx.val is not None else None
-    return fit_task(
+    info = fit_task(
         task, train_loader(ctx), val, ctx.cfg.train, ctx.run_dir / stage_dir if stage_dir else ctx.run_dir,
         resume=ctx.cfg.output.resume, progress=ctx.extras.get("progress", True),
     )
+    return {**info, "frozen": options.freeze.describe()} if options.freeze else info
 
 
 @SETUPS.register("none")

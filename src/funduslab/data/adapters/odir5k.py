@@ -226,6 +226,8 @@ def load_odir5k(
     if unknown:
         raise ValueError(f"unknown ODIR-5K label(s) {unknown}; valid: {list(ODIR_LABELS)}")
     raw = _read_sheet(path)
+    if raw.empty:
+        raise ValueError(f"{path}: no data rows (only a header); add one row per eye or patient")
     is_sheet = "Left-Diagnostic Keywords" in raw.columns
     eyes = _per_eye_from_sheet(raw, path) if is_sheet else _per_eye_from_labels_csv(raw, path)
     check_unique_ids(eyes["id"], path, "id" if not is_sheet else "Left-/Right-Fundus")
