@@ -45,7 +45,7 @@ def build_run(data: Path, out: Path, split: str, image_size: int, seed: int) -> 
     from funduslab.config import config_from_dict, save_config
     from funduslab.data.adapters import load_table
     from funduslab.data.cache import ImageCache
-    from funduslab.models.checkpoints import save_funduslab_checkpoint
+    from funduslab.models.funduslab_checkpoints import save_funduslab_checkpoint
     from funduslab.models.factory import build_model, checkpoint_metadata
     from funduslab.preprocess import build_pipeline
     from funduslab.reporting.run_folder import weights_filename, write_predictions

@@ -128,7 +128,7 @@ def _write_every_run_file(run: Path, value: float) -> None:
     weights, a Lightning checkpoint, a figure)."""
     import matplotlib.pyplot as plt
 
-    from funduslab.models.checkpoints import save_funduslab_checkpoint
+    from funduslab.models.funduslab_checkpoints import save_funduslab_checkpoint
     from funduslab.reporting.figures import save_figure
     from funduslab.training.checkpoint_io import AtomicCheckpointIO
     from funduslab.training.fit import HistoryWriter

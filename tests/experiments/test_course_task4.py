@@ -156,7 +156,7 @@ def test_course_task4_members_saved_under_course_weights_names(synth_course: Pat
     """``members=runs/task1/task1-3_*`` (the README): those runs save ``<team>_task1-3.pt``, not
     ``model.pt``; the tta row and the saved ``<team>_task4.pt`` must find them."""
     from funduslab.config import config_from_dict
-    from funduslab.experiments.course_task4 import MethodResult, _save_best_weights
+    from funduslab.experiments.course_task4_report import MethodResult, save_best_weights
     from funduslab.training.runner import run
 
     task1 = tmp_path / "task1"
@@ -180,5 +180,5 @@ def test_course_task4_members_saved_under_course_weights_names(synth_course: Pat
     chosen = weights if best == "single" else out / "tta_0" / "model.pt"
     assert (out / "demo_task4.pt").read_bytes() == chosen.read_bytes()
     # whichever row wins by val, a single run's course-named weights are what gets saved
-    saved = _save_best_weights(MethodResult("single", "", [member]), tmp_path, "x")
+    saved = save_best_weights(MethodResult("single", "", [member]), tmp_path, "x")
     assert saved.read_bytes() == weights.read_bytes()

@@ -93,7 +93,7 @@ def test_most_confident_on_an_unlabelled_split(tiny_run: Path, tmp_path: Path):
 
 
 def test_attention_row_with_an_attention_head(tiny_run: Path, tmp_path: Path):
-    from funduslab.models.checkpoints import load_funduslab_checkpoint, save_funduslab_checkpoint
+    from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint, save_funduslab_checkpoint
     from funduslab.models.factory import model_from_checkpoint
 
     run_copy = tmp_path / "att_run"

@@ -11,7 +11,7 @@ from generate_helpers import tiny_arch
 
 from funduslab.generate.sample import reconstruct, sample_images
 from funduslab.generate.train_vae import VAETraining, fit_vae, load_vae, save_vae
-from funduslab.models.checkpoints import save_funduslab_checkpoint
+from funduslab.models.funduslab_checkpoints import save_funduslab_checkpoint
 
 
 @pytest.fixture(scope="module")

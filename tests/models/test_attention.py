@@ -18,7 +18,7 @@ from funduslab.models.attention import (
     inserted_se,
 )
 from funduslab.models.backbones import create_backbone
-from funduslab.models.checkpoints import save_funduslab_checkpoint
+from funduslab.models.funduslab_checkpoints import save_funduslab_checkpoint
 from funduslab.models.factory import build_model, checkpoint_metadata, model_from_checkpoint
 
 

@@ -15,8 +15,10 @@ from funduslab.models.checkpoints import (
     course_backbone,
     detect_checkpoint_format,
     load_course_checkpoint,
-    load_funduslab_checkpoint,
     save_course_format,
+)
+from funduslab.models.funduslab_checkpoints import (
+    load_funduslab_checkpoint,
     save_funduslab_checkpoint,
 )
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from funduslab.config import ModelConfig
-from funduslab.models.checkpoints import save_funduslab_checkpoint
+from funduslab.models.funduslab_checkpoints import save_funduslab_checkpoint
 from funduslab.models.dual import FUSIONS, AttentionFusion, DualFundusModel, build_fusion
 from funduslab.models.factory import build_model, checkpoint_metadata, model_from_checkpoint
 

@@ -11,7 +11,7 @@ from funduslab.config import config_from_dict
 from funduslab.data.adapters import load_table
 from funduslab.data.synthetic_layouts import write_layout
 from funduslab.experiments.dr_grading import dr_grading
-from funduslab.models.checkpoints import load_funduslab_checkpoint
+from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
 from funduslab.reporting.tables import mean_std
 from funduslab.training.grading import resolve_task
 from funduslab.training.two_stage import source_stage_config

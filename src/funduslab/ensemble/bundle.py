@@ -53,7 +53,8 @@ from funduslab.ensemble.combiners import (
 )
 from funduslab.ensemble.members import load_members, resolve_member
 from funduslab.ensemble.run_folder import BUNDLE_FILENAME, build_combiner, combine
-from funduslab.models.checkpoints import load_funduslab_checkpoint, save_torch_atomic
+from funduslab.models.checkpoints import save_torch_atomic
+from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
 from funduslab.runs import RunFolder
 
 __all__ = [

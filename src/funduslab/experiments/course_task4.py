@@ -26,6 +26,9 @@ The method with the best val course average F1 (threshold 0.5) is saved as ``<te
 a single model's weights, or an ensemble bundle (every member's weights plus the fitted
 combiner; :func:`funduslab.ensemble.bundle.load_ensemble_bundle` reads it). When ``tta`` wins,
 the file is the plain model: TTA is how it is run, so predict with ``funduslab predict --tta``.
+
+This module trains and combines the rows; scoring them, choosing the best and writing
+``results.md`` live in :mod:`funduslab.experiments.course_task4_report`.
 """
 
 from __future__ import annotations
@@ -34,25 +37,27 @@ import glob
 import json
 import logging
 import math
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from funduslab.config import DEFAULT_EPOCHS, atomic_write_text, config_from_dict
 from funduslab.experiments import PRESETS
+from funduslab.experiments.course_task4_report import (
+    MethodResult,
+    best_by_val,
+    render_results,
+    run_seconds,
+    save_best_weights,
+    summary,
+)
 from funduslab.experiments.variants import (
-    TEST_SPLIT,
     Variant,
     base_course_config,
     run_variants,
     select_variants,
     source_start_weights,
 )
-from funduslab.reporting.tables import markdown_table, mean_std, split_scores
 from funduslab.runs import RunFolder
 
 __all__ = ["TASK4_ROWS", "course_task4"]
@@ -65,31 +70,6 @@ TASK4_ROWS = ["single", "tta", *_COMBINERS, *_TTA_COMBINERS, "bagging", "boostin
               "attention_guided", "vae", "vit", "swin"]
 _TRANSFORMERS = {"vit": ("vit_small_patch16_224", "tiny_vit"),
                  "swin": ("swin_tiny_patch4_window7_224", "tiny_swin")}
-
-
-@dataclass
-class MethodResult:
-    """One row of the Task 4 table: its run folders and the CPU seconds they took."""
-
-    name: str
-    note: str
-    run_dirs: list[Path] = field(default_factory=list)
-    seconds: float = 0.0
-    skipped: str = ""
-
-
-def _run_seconds(run_dir: Path) -> float:
-    timing = RunFolder(run_dir).metrics.get("timing_s", {})
-    return float(timing.get("total", 0.0))
-
-
-def _scores(run_dirs: list[Path], split: str, kind: str = "threshold_0.5") -> list[float]:
-    out = []
-    for d in run_dirs:
-        metrics = RunFolder(d).metrics
-        if split in metrics["splits"] and kind in metrics["splits"][split]:
-            out.append(split_scores(metrics, split, kind)["course_average_f1"])
-    return out
 
 
 def _member_globs(members: str) -> list[Path]:
@@ -208,6 +188,27 @@ def course_task4(
     """
     seeds = list(seeds) if seeds else [0, 1, 2]
     out, data = Path(out), Path(data)
+    wanted = _wanted_rows(rows, resampled_members)
+    start = source_start_weights(source, backbone, weights, out, quick, image_size, seeds[0])
+    base = base_course_config(data, out, quick, backbone=backbone, weights=start,
+                              image_size=image_size, epochs=epochs)
+    transformer, skipped = _transformer_rows(wanted, quick, transformer_weights,
+                                             transformer_size)
+    vae_folder, vae_seconds = None, 0.0
+    if "vae" in wanted:
+        n_train = len(config_and_train_ids(base))
+        folder, vae_seconds = _vae_folder(data, out, quick, vae_ratio, n_train, vae_size,
+                                          vae_epochs, seeds[0])
+        vae_folder = str(folder)
+    variants = _method_variants(consistency, vae_folder, vae_ratio, transformer)
+    results = _trained_results(wanted, variants, skipped, members, base, seeds, quick,
+                               vae_seconds)
+    _derived_results(results, wanted, base, seeds[0], resampled_members, out, quick)
+    return _write_results(results, wanted, base, seeds, out, team)
+
+
+def _wanted_rows(rows: str, resampled_members: int) -> list[str]:
+    """The rows to run, in order, with ``single`` first when not asked for (everything needs it)."""
     wanted = [r.strip() for r in rows.split(",") if r.strip()] or list(TASK4_ROWS)
     unknown = [r for r in wanted if r not in TASK4_ROWS]
     if unknown:
@@ -217,10 +218,13 @@ def course_task4(
         wanted.insert(0, "single")
     if int(resampled_members) < 2 and {"bagging", "boosting"} & set(wanted):
         raise ValueError(f"resampled_members must be >= 2, got {resampled_members}")
-    start = source_start_weights(source, backbone, weights, out, quick, image_size, seeds[0])
-    base = base_course_config(data, out, quick, backbone=backbone, weights=start,
-                              image_size=image_size, epochs=epochs)
+    return wanted
 
+
+def _transformer_rows(wanted: list[str], quick: bool, transformer_weights: str,
+                      transformer_size: int) -> tuple[dict[str, tuple[str, str, int]],
+                                                      dict[str, str]]:
+    """The wanted ``vit``/``swin`` rows as (timm name, weights, size), and those skipped (why)."""
     transformer: dict[str, tuple[str, str, int]] = {}
     skipped: dict[str, str] = {}
     for row in ("vit", "swin"):
@@ -233,14 +237,13 @@ def course_task4(
                 skipped[row] = problem
             else:
                 transformer[row] = (name, t_weights, t_size)
-    vae_folder, vae_seconds = None, 0.0
-    if "vae" in wanted:
-        n_train = len(config_and_train_ids(base))
-        folder, vae_seconds = _vae_folder(data, out, quick, vae_ratio, n_train, vae_size,
-                                          vae_epochs, seeds[0])
-        vae_folder = str(folder)
-    variants = _method_variants(consistency, vae_folder, vae_ratio, transformer)
+    return transformer, skipped
 
+
+def _trained_results(wanted: list[str], variants: dict[str, Variant], skipped: dict[str, str],
+                     members: str, base: dict[str, Any], seeds: list[int], quick: bool,
+                     vae_seconds: float) -> dict[str, MethodResult]:
+    """The rows trained through the engine once per seed (or ``single`` from ``members``)."""
     results: dict[str, MethodResult] = {}
     member_dirs = _member_globs(members) if members else []
     for row in wanted:
@@ -249,21 +252,27 @@ def course_task4(
             results[row] = MethodResult(row, "", skipped=skipped[row])
         elif row == "single" and member_dirs:
             results[row] = MethodResult(row, f"existing runs: {members}", member_dirs,
-                                        sum(_run_seconds(d) for d in member_dirs))
+                                        sum(run_seconds(d) for d in member_dirs))
         elif variant is not None:
             _, run_dirs = run_variants(base, select_variants([variant], row), seeds,
                                        progress=not quick)[0]
-            seconds = sum(_run_seconds(d) for d in run_dirs)
+            seconds = sum(run_seconds(d) for d in run_dirs)
             if row == "vae":
                 seconds += vae_seconds
             results[row] = MethodResult(row, variant.note, run_dirs, seconds)
+    return results
+
+
+def _derived_results(results: dict[str, MethodResult], wanted: list[str], base: dict[str, Any],
+                     seed: int, resampled_members: int, out: Path, quick: bool) -> None:
+    """Add the combiner, TTA and resampled-ensemble rows to ``results`` (built on ``single``)."""
     singles = results["single"].run_dirs
     tta: MethodResult | None = None
     for row in wanted:
         if row in _COMBINERS:
             results[row] = _combine(row, singles, out)
         elif row in ("bagging", "boosting"):
-            results[row] = _resampled(row, base, seeds[0], resampled_members, out, quick)
+            results[row] = _resampled(row, base, seed, resampled_members, out, quick)
         elif row == "tta" or row in _TTA_COMBINERS:
             tta = tta or _with_tta(singles, out, progress=not quick)
             if row == "tta":
@@ -274,10 +283,14 @@ def course_task4(
                 combined.seconds += tta.seconds
                 results[row] = combined
 
-    best = _best_by_val(results)
-    _save_best_weights(results[best], out, team)
-    text = _render(results, wanted, best, base, seeds)
-    atomic_write_text(out / "results.json", json.dumps(_summary(results, wanted, best), indent=2))
+
+def _write_results(results: dict[str, MethodResult], wanted: list[str], base: dict[str, Any],
+                   seeds: list[int], out: Path, team: str) -> Path:
+    """Save the val-best method's weights, ``results.json`` and ``results.md`` (returned)."""
+    best = best_by_val(results)
+    save_best_weights(results[best], out, team)
+    text = render_results(results, wanted, best, base, seeds)
+    atomic_write_text(out / "results.json", json.dumps(summary(results, wanted, best), indent=2))
     path = out / "results.md"
     atomic_write_text(path, text)
     log.info("wrote %s and results.json", path)
@@ -324,7 +337,7 @@ def _with_tta(singles: list[Path], out: Path, progress: bool) -> MethodResult:
         raw["output"] = {**raw.get("output", {}), "out": str(out), "name": f"tta_{i}",
                          "team": None, "task": None}
         run_dirs.append(run(config_from_dict(raw), progress=progress))
-    seconds = sum(_run_seconds(d) for d in run_dirs)
+    seconds = sum(run_seconds(d) for d in run_dirs)
     return MethodResult("tta", f"the {len(singles)} single runs with flip TTA (no training)",
                         run_dirs, seconds)
 
@@ -344,83 +357,7 @@ def _resampled(method: str, base: dict[str, Any], seed: int, n: int, out: Path,
             raise
         return MethodResult(method, "", skipped=f"stopped: {err}")
     members = sorted((run_dir / "members").glob("*/metrics.json"))
-    seconds = sum(_run_seconds(m.parent) for m in members) or time.time() - started
+    seconds = sum(run_seconds(m.parent) for m in members) or time.time() - started
     what = "bootstrap resamples, soft voting" if method == "bagging" else \
         "AdaBoost sample weights, weighted by α"
     return MethodResult(method, f"{n} members on {what}", [run_dir], seconds)
-
-
-def _best_by_val(results: dict[str, MethodResult]) -> str:
-    """The row with the highest mean val course average F1 at 0.5 (test never consulted)."""
-    scored = {name: float(np.mean(v)) for name, r in results.items() if r.run_dirs
-              and (v := _scores(r.run_dirs, "val"))}
-    return max(scored, key=scored.get)
-
-
-def _save_best_weights(result: MethodResult, out: Path, team: str) -> Path:
-    """Save the val-best method as ``<out>/<team>_task4.pt``: a single model's weights (its
-    best-val seed), or an ensemble bundle (members + combiner, :mod:`funduslab.ensemble.bundle`).
-    """
-    target = out / f"{team}_task4.pt"
-    weights = [w for d in result.run_dirs if (w := RunFolder(d).weights) is not None]
-    if not weights:  # an ensemble run folder
-        from funduslab.ensemble.bundle import save_ensemble_bundle
-
-        save_ensemble_bundle(result.run_dirs[0], target)
-        log.info("saved %s (ensemble bundle of %s)", target, result.run_dirs[0])
-        return target
-    scores = _scores(result.run_dirs, "val")
-    chosen = weights[int(np.argmax(scores))] if len(scores) == len(weights) else weights[0]
-    tmp = target.with_suffix(".pt.tmp")
-    shutil.copyfile(chosen, tmp)
-    tmp.replace(target)
-    log.info("saved %s (from %s)", target, chosen)
-    return target
-
-
-def _summary(results: dict[str, MethodResult], order: list[str], best: str) -> dict[str, Any]:
-    """``results.md``'s figures per row, machine-readable (``benchmarks/bench_task4.py`` reads
-    them): per-run course average F1 at 0.5 on val and offsite test, tuned on test, CPU s."""
-    rows: dict[str, Any] = {}
-    for row in order:
-        r = results[row]
-        rows[row] = {"skipped": r.skipped, "note": r.note,
-                     "runs": [str(d) for d in r.run_dirs], "seconds": round(r.seconds, 1),
-                     "val": _scores(r.run_dirs, "val"),
-                     TEST_SPLIT: _scores(r.run_dirs, TEST_SPLIT),
-                     f"{TEST_SPLIT}_tuned": _scores(r.run_dirs, TEST_SPLIT, "tuned_thresholds")}
-    reference = float(np.mean(rows["single"][TEST_SPLIT]))
-    return {"metric": "course_average_f1", "test_split": TEST_SPLIT, "best_by_val": best,
-            "reference": reference, "rows": rows}
-
-
-def _render(results: dict[str, MethodResult], order: list[str], best: str,
-            base: dict[str, Any], seeds: list[int]) -> str:
-    reference = float(np.mean(_scores(results["single"].run_dirs, TEST_SPLIT)))
-    header = ["method", "what", "runs", "val avg F1 (0.5)", "course avg F1 (0.5)",
-              "course avg F1 (tuned)", "Δ vs single (0.5)", "CPU s"]
-    body = []
-    for row in order:
-        r = results[row]
-        if r.skipped:
-            body.append([row, f"skipped: {r.skipped}", "0", "—", "—", "—", "—", "—"])
-            continue
-        test = _scores(r.run_dirs, TEST_SPLIT)
-        tuned = _scores(r.run_dirs, TEST_SPLIT, "tuned_thresholds")
-        name = f"**{row}**" if row == best else row
-        body.append([name, r.note, str(len(r.run_dirs)), mean_std(_scores(r.run_dirs, "val")),
-                     mean_std(test), mean_std(tuned) if tuned else "—",
-                     f"{100 * (float(np.mean(test)) - reference):+.2f} pt", f"{r.seconds:.0f}"])
-    model, train = base["model"], base["train"]
-    return (
-        "# Course Task 4 — ensembles, attention guidance, VAE augmentation, transformers "
-        "(offsite test)\n\n"
-        f"Reference (`single`): {model['backbone']} ({model['weights']} start), "
-        f"{base['data']['image_size']} px, full fine-tuning for {train['epochs']} epochs; seeds "
-        f"{', '.join(map(str, seeds))}. Trained rows show mean ± sample std over seeds; an "
-        "ensemble is one model built from all seeds' single runs, so it has no spread. "
-        "Weights, stackers and tuned thresholds are fitted on val; the test split chooses "
-        f"nothing. **Bold** = best val course average F1 (`{best}`). CPU s = training (and "
-        "combining) seconds on this machine, summed over the row's runs.\n\n"
-        + markdown_table(header, body) + "\n"
-    )

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from funduslab.config import atomic_write_bytes, config_from_dict
-from funduslab.models.checkpoints import load_funduslab_checkpoint, save_torch_atomic
+from funduslab.models.checkpoints import save_torch_atomic
+from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
 from funduslab.training.runner import run
 
 __all__ = ["pretrain_source_model", "to_torchvision_resnet18"]

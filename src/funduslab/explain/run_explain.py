@@ -45,7 +45,7 @@ class LoadedRun:
 
 def load_run(run_dir: Path | str, device: str = "cpu") -> LoadedRun:
     """Read a run folder's config and rebuild its model (``weights_only=True``)."""
-    from funduslab.models.checkpoints import load_funduslab_checkpoint
+    from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
     from funduslab.models.factory import model_from_checkpoint
 
     run_dir = Path(run_dir)

@@ -7,7 +7,7 @@ initial weights, batch order, flips and the reparameterisation noise — comes f
 :func:`torch.random.fork_rng`, so a fit is repeatable and leaves the caller's RNG untouched.
 
 Checkpoints use the funduslab format
-(:func:`funduslab.models.checkpoints.save_funduslab_checkpoint`): a plain state dict plus
+(:func:`funduslab.models.funduslab_checkpoints.save_funduslab_checkpoint`): a plain state dict plus
 primitive metadata, written atomically and read with ``weights_only=True``.
 """
 
@@ -31,7 +31,7 @@ from funduslab.generate.vae import (
     kl_weight,
     vae_loss,
 )
-from funduslab.models.checkpoints import load_funduslab_checkpoint, save_funduslab_checkpoint
+from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint, save_funduslab_checkpoint
 
 __all__ = [
     "VAE_KIND", "VAEFit", "VAETraining", "fit_vae", "load_vae", "save_vae", "to_tensor",

@@ -118,7 +118,7 @@ def load_handin_run(run_dir: Path, task: str | None) -> HandinRun:
         FileNotFoundError: not a finished run folder, or no weights.
         ValueError: an ensemble, cross-validation, grading or two-image run, or no task.
     """
-    from funduslab.models.checkpoints import load_funduslab_checkpoint
+    from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
     from funduslab.training.saved_model import load_saved_model
 
     folder = RunFolder(run_dir)

@@ -9,6 +9,8 @@ CVPR 2018) can be inserted, and the Grad-CAM (Selvaraju et al., ICCV 2017) targe
 
 Families: ResNet (He et al., 2016), EfficientNet/-Lite (Tan & Le, 2019), DenseNet (Huang et al.,
 2017), ConvNeXt (Liu et al., 2022), ViT (Dosovitskiy et al., 2021), Swin (Liu et al., 2021).
+The tiny test configs (``tiny_cnn``, ``tiny_vit``, ``tiny_swin``) live in
+:mod:`funduslab.models.tiny_backbones`, imported at the end of this module to register them.
 """
 
 from __future__ import annotations
@@ -168,46 +170,6 @@ _timm("densenet121", "cnn", _densenet_layout)
 _timm("convnext_tiny", "cnn", _convnext_layout)
 _timm("vit_small_patch16_224", "vit", _vit_layout)
 _timm("swin_tiny_patch4_window7_224", "swin", _swin_layout)
-
-
-def _tiny_cnn(in_chans: int = 3, img_size: int | None = None, **kw: Any) -> nn.Module:
-    """A 4-stage ResNet with one BasicBlock per stage and 16–128 channels (~0.4 M parameters)."""
-    from timm.models.resnet import BasicBlock, ResNet
-
-    return ResNet(BasicBlock, layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16,
-                  in_chans=in_chans, num_classes=0, **kw)
-
-
-def _tiny_vit(in_chans: int = 3, img_size: int | None = None, **kw: Any) -> nn.Module:
-    """A 2-block ViT, 8-px patches, 32-dim tokens, dynamic input size."""
-    from timm.models.vision_transformer import VisionTransformer
-
-    kw.setdefault("dynamic_img_size", True)
-    return VisionTransformer(img_size=img_size or 64, patch_size=8, embed_dim=32, depth=2,
-                             num_heads=2, mlp_ratio=2.0, in_chans=in_chans, num_classes=0, **kw)
-
-
-def _tiny_swin(in_chans: int = 3, img_size: int | None = None, **kw: Any) -> nn.Module:
-    """A 2-stage Swin, 4-px patches, 4×4 windows, 16/32 channels."""
-    from timm.models.swin_transformer import SwinTransformer
-
-    kw.setdefault("strict_img_size", False)
-    kw.setdefault("drop_path_rate", 0.0)
-    kw.setdefault("window_size", 4)
-    return SwinTransformer(img_size=img_size or 64, patch_size=4, embed_dim=16,
-                           depths=(1, 1), num_heads=(1, 2), mlp_ratio=2.0, in_chans=in_chans,
-                           num_classes=0, **kw)
-
-
-_TINY = {"imagenet": "none", "input_size": (64, 64)}
-BACKBONES.register("tiny_cnn")(BackboneSpec("cnn", _resnet_layout, build=_tiny_cnn,
-                                            first_conv="conv1", classifier="fc", **_TINY))
-BACKBONES.register("tiny_vit")(BackboneSpec("vit", _vit_layout, build=_tiny_vit,
-                                            first_conv="patch_embed.proj", classifier="head",
-                                            **_TINY))
-BACKBONES.register("tiny_swin")(BackboneSpec("swin", _swin_layout, build=_tiny_swin,
-                                             first_conv="patch_embed.proj", classifier="head.fc",
-                                             **_TINY))
 
 
 def _resolve_params(model: nn.Module, name: str) -> list[nn.Parameter]:
@@ -413,3 +375,7 @@ def swin_window_size(img_size: int, default: int = 7) -> int:
     """
     return max(default, img_size // 32) if img_size % 32 == 0 else default
 
+
+# Registers tiny_cnn / tiny_vit / tiny_swin in BACKBONES. Imported last because that module reads
+# BACKBONES, BackboneSpec and the layouts from this (by then fully initialised) one.
+from funduslab.models import tiny_backbones as _tiny_backbones  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""Checkpoint files: the course's torchvision checkpoints in, funduslab checkpoints out.
+"""Checkpoint files: the course's torchvision checkpoints, format detection, atomic saving.
 
 The course ships ``ckpt_resnet18_ep50.pt`` and ``ckpt_efficientnet_ep50.pt``: full torchvision
 ``resnet18`` / ``efficientnet_b0`` state dicts (He et al., 2016; Tan & Le, 2019) whose head was
@@ -7,9 +7,10 @@ replaced by a 3-output layer (``fc`` 512→3, ``classifier.1`` 1280→3). They a
 the exact network the course trained. :class:`CourseBackbone` exposes such a network with the
 timm backbone API (``forward_features``/``forward_head``/``num_features``/``funduslab_info``).
 
-funduslab writes its own weights as ``{"format": "funduslab", "format_version", "metadata",
-"state_dict"}``: plain tensors and primitive metadata, loadable with
-``torch.load(weights_only=True)``, written atomically (temporary file + ``os.replace``).
+:func:`detect_checkpoint_format` names any checkpoint (course or funduslab), and
+:func:`save_torch_atomic` writes every ``.pt`` file (temporary file + ``os.replace``).
+funduslab's own format (weights plus metadata) is built on these in
+:mod:`funduslab.models.funduslab_checkpoints`, which imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,19 +31,16 @@ from funduslab.models.weights import read_state_dict, unwrap_state_dict
 
 __all__ = [
     "COURSE_ARCHITECTURES",
-    "FUNDUSLAB_FORMAT_VERSION",
     "CourseBackbone",
     "build_course_backbone",
     "course_backbone",
     "detect_checkpoint_format",
     "load_course_checkpoint",
-    "load_funduslab_checkpoint",
+    "plain_state_dict",
     "save_course_format",
-    "save_funduslab_checkpoint",
     "save_torch_atomic",
 ]
 
-FUNDUSLAB_FORMAT_VERSION = 1
 #: course format → (torchvision builder name, head weight key, funduslab backbone name)
 COURSE_ARCHITECTURES: dict[str, tuple[str, str, str]] = {
     "torchvision_resnet18": ("resnet18", "fc.weight", "resnet18"),
@@ -298,29 +295,6 @@ def build_course_backbone(
     return CourseBackbone(net, fmt, keep_head=keep_head, img_size=img_size)
 
 
-def _check_metadata(value: Any, where: str) -> Any:
-    """Return ``value`` with paths as strings; refuse what ``weights_only`` loading cannot read."""
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, (list, tuple)):
-        return [_check_metadata(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise TypeError(
-                    f"metadata key {where}.{k!r} must be a string, got {type(k).__name__}"
-                )
-            out[k] = _check_metadata(v, f"{where}.{k}")
-        return out
-    raise TypeError(
-        f"metadata value {where} is a {type(value).__name__}; use str/int/float/bool/None/list/"
-        "dict so the checkpoint stays loadable with weights_only=True"
-    )
-
-
 def save_torch_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` through memory and :func:`~funduslab.config.atomic_write_bytes`.
 
@@ -335,70 +309,12 @@ def save_torch_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _plain_state(model_or_state: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def plain_state_dict(
+    model_or_state: nn.Module | Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """CPU copies of ``model_or_state``'s tensors, detached from any graph."""
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     return {k: v.detach().cpu().clone() for k, v in state.items()}
-
-
-def save_funduslab_checkpoint(
-    path: str | os.PathLike[str],
-    model: nn.Module | Mapping[str, torch.Tensor],
-    metadata: Mapping[str, Any],
-) -> Path:
-    """Write ``model``'s state dict and ``metadata`` atomically as a funduslab checkpoint.
-
-    Args:
-        path: output file (``runs/<name>/<team>_task1-1.pt``); parent folders are created.
-        model: the model or its state dict.
-        metadata: primitives only, e.g. ``{"architecture": "resnet18", "label_names": ["D", "G",
-            "A"], "image_size": 256, "preprocessing": {...}}``. ``funduslab_version``,
-            ``torch_version`` and ``python_version`` are added when absent.
-
-    Returns:
-        The path written.
-
-    Raises:
-        TypeError: a metadata value that ``weights_only`` loading could not read (key named).
-    """
-    from funduslab import __version__
-
-    meta = _check_metadata(dict(metadata), "metadata")
-    meta.setdefault("funduslab_version", __version__)
-    meta.setdefault("torch_version", torch.__version__.split("+")[0])
-    meta.setdefault("python_version", platform.python_version())
-    payload = {"format": "funduslab", "format_version": FUNDUSLAB_FORMAT_VERSION, "metadata": meta,
-               "state_dict": _plain_state(model)}
-    return save_torch_atomic(payload, path)
-
-
-def load_funduslab_checkpoint(
-    path: str | os.PathLike[str],
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a funduslab checkpoint with ``weights_only=True``.
-
-    Returns:
-        ``(state_dict, metadata)``.
-
-    Raises:
-        FileNotFoundError: missing file.
-        ValueError: the file is another format (a course checkpoint is named as such) or a newer
-            format version.
-    """
-    obj = read_state_dict(path)
-    fmt = detect_checkpoint_format(obj)
-    if fmt != "funduslab":
-        is_course = fmt.startswith("torchvision_")
-        hint = " (a course checkpoint: use load_course_checkpoint)" if is_course else ""
-        raise ValueError(
-            f"{str(path)!r} is not a funduslab checkpoint{hint}; detected format: {fmt}"
-        )
-    version = int(obj.get("format_version", 1))
-    if version > FUNDUSLAB_FORMAT_VERSION:
-        raise ValueError(
-            f"{str(path)!r} has funduslab format version {version}; this funduslab reads up to "
-            f"{FUNDUSLAB_FORMAT_VERSION}: upgrade funduslab"
-        )
-    return dict(obj["state_dict"]), dict(obj.get("metadata", {}))
 
 
 def save_course_format(path: str | os.PathLike[str], model: nn.Module) -> Path:
@@ -413,7 +329,7 @@ def save_course_format(path: str | os.PathLike[str], model: nn.Module) -> Path:
         ValueError: the model is not one of the course architectures with a head.
     """
     net = model.net if isinstance(model, CourseBackbone) else model
-    state = _plain_state(net)
+    state = plain_state_dict(net)
     fmt = detect_checkpoint_format(state)
     if fmt not in COURSE_ARCHITECTURES:
         raise ValueError(

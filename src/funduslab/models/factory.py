@@ -103,7 +103,7 @@ def check_checkpoint_matches(path: Path, meta: dict, cfg: ModelConfig) -> None:
 
 def model_from_checkpoint(path: Path, num_outputs: int | None = None) -> FundusModel:
     """Rebuild a saved :class:`FundusModel` from its funduslab checkpoint (weights_only load)."""
-    from funduslab.models.checkpoints import load_funduslab_checkpoint
+    from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
 
     state, meta = load_funduslab_checkpoint(path)
     return model_from_state(state, meta, num_outputs, where=str(path))

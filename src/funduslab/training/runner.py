@@ -21,7 +21,7 @@ from funduslab.data.join import join_extra_sources, observed_rows
 from funduslab.data.cache import ImageCache
 from funduslab.data.table import SampleTable
 from funduslab.metrics import multilabel_metrics, tune_thresholds
-from funduslab.models.checkpoints import save_funduslab_checkpoint
+from funduslab.models.funduslab_checkpoints import save_funduslab_checkpoint
 from funduslab.models.factory import checkpoint_metadata
 from funduslab.preprocess import build_pipeline
 from funduslab.reporting.figures import plot_history

@@ -116,7 +116,8 @@ def _from_bundle(payload: dict, source: Path) -> SavedModel:
 
 def _from_file(path: Path, bf16: bool = False, tta: bool = False) -> SavedModel:
     from funduslab.ensemble.bundle import BUNDLE_FORMAT
-    from funduslab.models.checkpoints import detect_checkpoint_format, load_funduslab_checkpoint
+    from funduslab.models.checkpoints import detect_checkpoint_format
+    from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
     from funduslab.models.weights import read_state_dict
 
     obj = read_state_dict(path)
