@@ -10,6 +10,7 @@ it prints a table to choose levers by.
 
     python benchmarks/bench_train_step.py
     python benchmarks/bench_train_step.py --levers bf16,fp32 --steps 10
+    python benchmarks/bench_train_step.py --levers bf16,fp32 --backbone resnet18
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import time
 LEVERS = ("bf16", "fp32", "bf16-contiguous", "bf16-compile")
 
 
-def one(lever: str, steps: int, batch: int, size: int) -> None:
+def one(lever: str, steps: int, batch: int, size: int, backbone: str) -> None:
     import torch
 
     from funduslab.config import ModelConfig
     from funduslab.models.factory import build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone="tf_efficientnet_lite0", weights="imagenet"), 3, size)
+    weights = "imagenet" if backbone.startswith("tf_efficientnet_lite") else "none"  # offline
+    model = build_model(ModelConfig(backbone=backbone, weights=weights), 3, size)
     model.train()
     x = torch.rand(batch, 3, size, size)
     if lever != "bf16-contiguous":
@@ -66,10 +68,12 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--backbone", default="tf_efficientnet_lite0",
+                    help="any registered backbone; only Lite0-2 start from ImageNet (offline)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        one(args.one, args.steps, args.batch, args.size)
+        one(args.one, args.steps, args.batch, args.size, args.backbone)
         return 0
     import torch
 
@@ -80,7 +84,8 @@ def main() -> int:
             print(f"unknown lever {lever!r}; valid: {', '.join(LEVERS)}", file=sys.stderr)
             return 2
         subprocess.run([sys.executable, __file__, "--one", lever, "--steps", str(args.steps),
-                        "--batch", str(args.batch), "--size", str(args.size)], check=True)
+                        "--batch", str(args.batch), "--size", str(args.size),
+                        "--backbone", args.backbone], check=True)
     return 0
 
 

@@ -65,9 +65,10 @@ def resolve_precision(requested: str, accelerator: str, model: nn.Module | None 
     GPUs with bf16 (Ampere and later) get ``bf16-mixed``: it has fp32's range, so no loss scaler
     and no overflowed steps. Older GPUs get ``16-mixed``. CPUs with AVX-512-BF16 or AMX get
     ``bf16-mixed`` unless ``model`` has depthwise convolutions (EfficientNet, MobileNet,
-    ConvNeXt): oneDNN's bf16 depthwise kernels are slower than fp32 ones, so a Lite0 training step
-    ran at 13.0 images/s in bf16 and 15.7 in fp32, while ResNet18 ran at 45.2 in bf16 and 15.6 in
-    fp32 (2-core Intel Xeon with AMX, 256 px, batch 32, 2026-12-05).
+    ConvNeXt): oneDNN's bf16 depthwise kernels are slower than fp32 ones. A Lite0 training step
+    ran at 10.6-13.0 images/s in bf16 and 13.0-15.8 in fp32, ResNet18 at 48.2 in bf16 and 17.7 in
+    fp32 (``benchmarks/bench_train_step.py --levers bf16,fp32 [--backbone resnet18]``, 2-core
+    Intel Xeon with AMX, 256 px, batch 32, 2026-12-05).
     """
     if requested != "auto":
         return requested
