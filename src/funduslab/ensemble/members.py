@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from funduslab.data.adapters import load_table
+from funduslab.data.table import SampleTable
 from funduslab.runs import RunFolder
 
 __all__ = ["EnsembleData", "load_members", "member_record", "read_run_config", "resolve_member"]
@@ -135,62 +136,90 @@ def load_members(run_dirs: Sequence[Path | str]) -> EnsembleData:
         FileNotFoundError: a member lacks ``config.yaml`` / predictions, or its dataset is gone.
     """
     dirs = [Path(d) for d in run_dirs]
-    if len(dirs) < 2:
-        raise ValueError(f"an ensemble needs at least 2 run folders; got {len(dirs)}")
-    if len(set(d.resolve() for d in dirs)) < len(dirs):
-        raise ValueError(f"a run folder is listed twice: {[str(d) for d in dirs]}")
+    _check_member_dirs(dirs)
     folders = [RunFolder(d) for d in dirs]
     first_doc = read_run_config(folders[0])
     names = folders[0].label_names
     reference = _member_predictions(folders[0], names)
     stacks: dict[str, list[np.ndarray]] = {s: [p] for s, (_, p) in reference.items()}
-    for d, folder in zip(dirs[1:], folders[1:]):
-        doc = read_run_config(folder)
-        other = folder.label_names
-        if other != names:
-            raise ValueError(f"{d} predicts labels {other} but {dirs[0]} predicts {names}")
-        if doc["data"].get("root") != first_doc["data"].get("root"):
-            log.warning("%s reads data from %s, %s from %s; members are matched by id",
-                        d, doc["data"].get("root"), dirs[0], first_doc["data"].get("root"))
-        preds = _member_predictions(folder, names)
-        if set(preds) != set(reference):
-            raise ValueError(f"{d} has prediction splits {sorted(preds)} but {dirs[0]} has "
-                             f"{sorted(reference)}")
-        for split, (ids, probs) in preds.items():
-            ref_ids = reference[split][0]
-            if ids != ref_ids:
-                diff = next((i for i, (a, b) in enumerate(zip(ids, ref_ids)) if a != b),
-                            min(len(ids), len(ref_ids)))
-                raise ValueError(
-                    f"{d}/predictions/{split}.csv does not list the same ids in the same order as "
-                    f"{dirs[0]} ({len(ids)} vs {len(ref_ids)} rows; first difference at row {diff})"
-                )
+    for folder in folders[1:]:
+        preds = _matching_predictions(folder, folders[0], first_doc, names, reference)
+        for split, (_, probs) in preds.items():
             stacks[split].append(probs)
     table = _load_table(dirs[0], first_doc["data"])
     if table.task != "multilabel":
         raise ValueError(f"{dirs[0]} is a {table.task} run; ensembles combine multi-label "
                          "(per-disease probability) runs only")
-    targets = {}
-    for split, (ids, _) in reference.items():
-        if split not in table.splits:
-            raise ValueError(f"split {split!r} of {dirs[0]} is not in its dataset {table.source}")
-        rows = table.split(split)
-        rows.index = rows["id"].astype(str)
-        missing = [i for i in ids if i not in rows.index]
-        if missing:
-            raise ValueError(f"{dirs[0]}/predictions/{split}.csv has ids missing from the dataset "
-                             f"{table.source}, e.g. {missing[:5]}")
-        if bool(rows["labelled"].all()):
-            targets[split] = rows.loc[ids, names].to_numpy(dtype=np.int64)
     return EnsembleData(
         run_dirs=dirs,
         label_names=names,
         ids={s: ids for s, (ids, _) in reference.items()},
         probs={s: np.stack(v).astype(np.float64) for s, v in stacks.items()},
-        targets=targets,
+        targets=_member_targets(table, dirs[0], reference, names),
         data=dict(first_doc["data"]),
         submission_columns=list(table.submission_columns),
     )
+
+
+def _check_member_dirs(dirs: list[Path]) -> None:
+    if len(dirs) < 2:
+        raise ValueError(f"an ensemble needs at least 2 run folders; got {len(dirs)}")
+    if len(set(d.resolve() for d in dirs)) < len(dirs):
+        raise ValueError(f"a run folder is listed twice: {[str(d) for d in dirs]}")
+
+
+def _matching_predictions(
+    folder: RunFolder, first: RunFolder, first_doc: dict[str, Any], names: list[str],
+    reference: dict[str, tuple[list[str], np.ndarray]],
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """A later member's predictions, checked against the first member's: the same labels,
+    splits and ids in the same order (a different data root only warns)."""
+    d = folder.path
+    doc = read_run_config(folder)
+    other = folder.label_names
+    if other != names:
+        raise ValueError(f"{d} predicts labels {other} but {first.path} predicts {names}")
+    if doc["data"].get("root") != first_doc["data"].get("root"):
+        log.warning("%s reads data from %s, %s from %s; members are matched by id",
+                    d, doc["data"].get("root"), first.path, first_doc["data"].get("root"))
+    preds = _member_predictions(folder, names)
+    if set(preds) != set(reference):
+        raise ValueError(f"{d} has prediction splits {sorted(preds)} but {first.path} has "
+                         f"{sorted(reference)}")
+    for split, (ids, _) in preds.items():
+        ref_ids = reference[split][0]
+        if ids != ref_ids:
+            diff = next((i for i, (a, b) in enumerate(zip(ids, ref_ids)) if a != b),
+                        min(len(ids), len(ref_ids)))
+            raise ValueError(
+                f"{d}/predictions/{split}.csv does not list the same ids in the same order as "
+                f"{first.path} ({len(ids)} vs {len(ref_ids)} rows; first difference at row {diff})"
+            )
+    return preds
+
+
+def _member_targets(
+    table: SampleTable, first_dir: Path, reference: dict[str, tuple[list[str], np.ndarray]],
+    names: list[str],
+) -> dict[str, np.ndarray]:
+    """``(N, K)`` truth of every fully labelled split, in the members' id order.
+
+    Raises:
+        ValueError: a split or an id of the predictions is not in the dataset.
+    """
+    targets = {}
+    for split, (ids, _) in reference.items():
+        if split not in table.splits:
+            raise ValueError(f"split {split!r} of {first_dir} is not in its dataset {table.source}")
+        rows = table.split(split)
+        rows.index = rows["id"].astype(str)
+        missing = [i for i in ids if i not in rows.index]
+        if missing:
+            raise ValueError(f"{first_dir}/predictions/{split}.csv has ids missing from the "
+                             f"dataset {table.source}, e.g. {missing[:5]}")
+        if bool(rows["labelled"].all()):
+            targets[split] = rows.loc[ids, names].to_numpy(dtype=np.int64)
+    return targets
 
 
 def _load_table(run_dir: Path, data: dict[str, Any]):

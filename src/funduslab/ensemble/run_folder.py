@@ -99,34 +99,17 @@ def write_ensemble_run(
     """
     out_dir = Path(out_dir)
     combiner, probs = combine(data, build_combiner(method, **(params or {})))
-    stale = out_dir / BUNDLE_FILENAME
-    if stale.is_file():  # it bundled the ensemble this folder held before; predict would use it
-        stale.unlink()
-        log.info("removed %s: it bundled the ensemble this folder held before", stale)
+    _remove_stale_bundle(out_dir)
     names, val = data.label_names, data.val_split
     tuned = tune_thresholds(data.targets[val], probs[val]) if val in data.targets else None
     chosen = tuned if (tune and tuned is not None) else np.full(len(names), 0.5)
 
     records = [member_record(d, out_dir) for d in data.run_dirs]
-    metrics: dict[str, Any] = {"label_names": names, "splits": {}, "members": {}}
-    for split, p in probs.items():
-        preds = (p >= chosen).astype(int)
-        write_predictions(out_dir / "predictions" / f"{split}.csv", data.ids[split], p, preds,
-                          names)
-        if split in data.targets:
-            y = data.targets[split]
-            entry = {"threshold_0.5": multilabel_metrics(y, p, 0.5, names)}
-            if tuned is not None:
-                entry["tuned_thresholds"] = multilabel_metrics(y, p, tuned, names)
-            metrics["splits"][split] = entry
-        elif data.submission_columns:
-            write_submission(out_dir / "submission.csv", data.ids[split], preds,
-                             data.submission_columns)
-    for m, record in enumerate(records):
-        metrics["members"][record] = {
-            s: {"course_average_f1": course_average_f1(y, (data.probs[s][m] >= 0.5).astype(int))}
-            for s, y in data.targets.items()
-        }
+    metrics: dict[str, Any] = {
+        "label_names": names,
+        "splits": _write_split_predictions(data, probs, chosen, tuned, out_dir),
+        "members": _member_scores(data, records),
+    }
     metrics["thresholds"] = {
         "used": "tuned_on_val" if chosen is tuned else "0.5",
         "tuned_on_val": None if tuned is None else [float(t) for t in tuned],
@@ -136,27 +119,81 @@ def write_ensemble_run(
     metrics["ensemble"] = {"method": method, "params": combiner.get_params(), "learned": learned}
     write_json(out_dir / "metrics.json", metrics)
 
-    doc = {
+    doc = _ensemble_config(data, method, combiner.get_params(), learned, records, tune,
+                           extra_config)
+    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(_plain(doc), sort_keys=False))
+    log.info("ensemble %s of %d members written to %s", method, len(data.run_dirs), out_dir)
+    return out_dir
+
+
+def _ensemble_config(
+    data: EnsembleData, method: str, params: dict[str, Any], learned: dict[str, Any],
+    records: list[str], tune: bool, extra_config: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``config.yaml`` of an ensemble folder: the first member's ``data`` section (so the folder
+    can itself be a member), the ensemble and its members, and provenance."""
+    return {
         "data": data.data,
         "ensemble": {
             "method": method,
-            "params": combiner.get_params(),
+            "params": params,
             "learned": learned,
             "members": records,
             "members_absolute": [str(Path(d).resolve()) for d in data.run_dirs],
-            "fit_on": val,
+            "fit_on": data.val_split,
             "tune_thresholds": bool(tune),
             **(extra_config or {}),
         },
         "provenance": {
-            "label_names": names,
+            "label_names": data.label_names,
             "split_sizes": {s: len(i) for s, i in data.ids.items()},
             "environment": environment_info(),
         },
     }
-    atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(_plain(doc), sort_keys=False))
-    log.info("ensemble %s of %d members written to %s", method, len(data.run_dirs), out_dir)
-    return out_dir
+
+
+def _remove_stale_bundle(out_dir: Path) -> None:
+    """Delete an ``ensemble.pt`` left in ``out_dir``: it bundled the ensemble this folder held
+    before, and ``funduslab predict`` would use it instead of the new one."""
+    stale = out_dir / BUNDLE_FILENAME
+    if stale.is_file():
+        stale.unlink()
+        log.info("removed %s: it bundled the ensemble this folder held before", stale)
+
+
+def _write_split_predictions(
+    data: EnsembleData, probs: dict[str, np.ndarray], chosen: np.ndarray,
+    tuned: np.ndarray | None, out_dir: Path,
+) -> dict[str, dict]:
+    """Write ``predictions/<split>.csv`` for every split (and ``submission.csv`` for an
+    unlabelled one); return the labelled splits' metrics by split name."""
+    names = data.label_names
+    splits: dict[str, dict] = {}
+    for split, p in probs.items():
+        preds = (p >= chosen).astype(int)
+        write_predictions(out_dir / "predictions" / f"{split}.csv", data.ids[split], p, preds,
+                          names)
+        if split in data.targets:
+            y = data.targets[split]
+            entry = {"threshold_0.5": multilabel_metrics(y, p, 0.5, names)}
+            if tuned is not None:
+                entry["tuned_thresholds"] = multilabel_metrics(y, p, tuned, names)
+            splits[split] = entry
+        elif data.submission_columns:
+            write_submission(out_dir / "submission.csv", data.ids[split], preds,
+                             data.submission_columns)
+    return splits
+
+
+def _member_scores(data: EnsembleData, records: list[str]) -> dict[str, dict]:
+    """Each member's course average F-score at 0.5 on every labelled split, for comparison."""
+    return {
+        record: {
+            s: {"course_average_f1": course_average_f1(y, (data.probs[s][m] >= 0.5).astype(int))}
+            for s, y in data.targets.items()
+        }
+        for m, record in enumerate(records)
+    }
 
 
 def _plain(value: Any) -> Any:

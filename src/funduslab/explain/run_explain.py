@@ -133,14 +133,10 @@ def explain_run(
         ValueError: unknown method or selection, a split that is missing or empty, a head
             without attention maps while ``attention`` is set.
     """
-    CAMS.get(method)  # unknown method: fail before loading anything
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_explain_options(method, selection, batch_size)
     loaded = load_run(run_dir, device=device)
-    cfg, model, labels = loaded.cfg, loaded.model, loaded.label_names
-    if attention and not callable(getattr(model.head, "attention_maps", None)):
+    cfg, labels = loaded.cfg, loaded.label_names
+    if attention and not callable(getattr(loaded.model.head, "attention_maps", None)):
         raise ValueError(f"--attention: head {cfg.model.head!r} of {loaded.weights} has no "
                          "attention maps; use it with an attention head (e.g. mha, cbam)")
     rows = run_table(loaded, data_root).split(split)  # ValueError naming the splits present
@@ -153,25 +149,46 @@ def explain_run(
     images = read_images(cfg, rows["path"].iloc[index].tolist())
     out_dir = Path(out) if out is not None else loaded.run_dir / "figures" / "explain"
     log.info("explaining %d %s images of %s with %s", len(index), split, loaded.run_dir, method)
+    chosen_targets = None if targets is None else targets[index]
+    written = _draw_panels(loaded, images, [ids[row] for row in index], chosen_targets, method,
+                           attention, batch_size, device, out_dir)
+    index_name = "index_" + panel_filename(split, method).removesuffix(".png") + ".csv"
+    _write_index(out_dir / index_name, chosen, conf, written, selection)
+    return written
+
+
+def _check_explain_options(method: str, selection: str, batch_size: int) -> None:
+    """Fail on a bad option before anything is loaded."""
+    CAMS.get(method)  # unknown method: ValueError listing the valid ones
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _draw_panels(loaded: LoadedRun, images: np.ndarray, ids: list[str],
+                 targets: np.ndarray | None, method: str, attention: bool, batch_size: int,
+                 device: str, out_dir: Path) -> list[Path]:
+    """One panel PNG per image (``images`` (N, S, S, 3) uint8, ``ids`` and ``targets`` row for
+    row), computed ``batch_size`` images at a time; returns the files in order."""
+    model, labels = loaded.model, loaded.label_names
     written: list[Path] = []
-    for start in range(0, len(index), batch_size):
+    for start in range(0, len(ids), batch_size):
         batch = images[start : start + batch_size]
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div(255.0).to(device)
         cams, logits = cams_and_logits(model, x, method)
         probs = torch.sigmoid(logits).numpy()
         att = attention_maps(model, x) if attention else None
         for j in range(len(batch)):
-            row = index[start + j]
+            image_id = ids[start + j]
             entry = PanelEntry(
-                image_id=ids[row], image=batch[j], cams=cams[j], probabilities=probs[j],
+                image_id=image_id, image=batch[j], cams=cams[j], probabilities=probs[j],
                 predicted=(probs[j] >= loaded.thresholds).astype(int),
-                truth=None if targets is None else targets[row],
+                truth=None if targets is None else targets[start + j],
                 attention=None if att is None else att[j],
             )
-            path = out_dir / panel_filename(ids[row], method)
+            path = out_dir / panel_filename(image_id, method)
             written.append(save_panel(entry, labels, method, path))
-    index_name = "index_" + panel_filename(split, method).removesuffix(".png") + ".csv"
-    _write_index(out_dir / index_name, chosen, conf, written, selection)
     return written
 
 

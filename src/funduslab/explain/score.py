@@ -34,7 +34,7 @@ from funduslab.data.imageio import read_mask, read_rgb
 from funduslab.data.mask_index import read_landmarks, read_mask_index
 from funduslab.data.table import SampleTable
 from funduslab.explain.cams import CAMS, cams_and_logits
-from funduslab.explain.faithfulness import FAITHFULNESS
+from funduslab.explain.faithfulness import FAITHFULNESS, FaithfulnessMetric
 from funduslab.explain.localisation import (
     area_fraction,
     centre_bias_map,
@@ -166,6 +166,101 @@ def _score_maps(maps: dict[str, np.ndarray], mask: np.ndarray, fov: np.ndarray, 
     return rows
 
 
+@dataclass
+class _Scoring:
+    """What every (image, label) pair of one :func:`_score` call is scored with."""
+
+    model: torch.nn.Module
+    labels: list[str]
+    names: list[str]  # CAM methods
+    metric: FaithfulnessMetric | None
+    tol: int  # pointing-game tolerance, px
+    size: int  # model input side, px
+    seed: int
+    position: dict[str, int]  # image id -> row in the split: the random baseline's stream
+    device: str
+    n_examples: int
+
+
+def _check_batching(batch_size: int, limit: int | None) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"the number of images must be a positive integer, got {limit!r}")
+
+
+def _positive_masks(index: pd.DataFrame, truth: pd.DataFrame, labels: list[str], split: str,
+                    source: str) -> pd.DataFrame:
+    """The mask index rows of the split's images, for labels those images are positive for."""
+    index = index[index["id"].isin(truth.index) & index["label"].isin(labels)]
+    positive = [truth.at[i, lab] == 1 for i, lab in zip(index["id"], index["label"])]
+    index = index[np.asarray(positive, dtype=bool)]
+    if index.empty:
+        raise ValueError(f"no image of split {split!r} has a mask in {source} for a positive "
+                         f"label of {labels}; check that the masks belong to this dataset")
+    return index
+
+
+def _batch_cams(scoring: _Scoring, batch: list[_Prepared]
+                ) -> tuple[torch.Tensor, dict[str, np.ndarray], dict[str, float], np.ndarray]:
+    """``(images (B, 3, S, S), method -> maps (B, L, S, S), method -> seconds per image,
+    probabilities (B, L))`` of one batch."""
+    x = torch.from_numpy(np.stack([b.image for b in batch])).permute(0, 3, 1, 2)
+    x = x.float().div(255.0).to(scoring.device)
+    cams, seconds = {}, {}
+    for method in scoring.names:
+        tic = time.perf_counter()
+        cams[method], logits = cams_and_logits(scoring.model, x, method)
+        seconds[method] = (time.perf_counter() - tic) / len(x)
+    probs = torch.sigmoid(logits).numpy()
+    return x, cams, seconds, probs
+
+
+def _score_batch(scoring: _Scoring, batch: list[_Prepared], records: list[dict],
+                 examples: list[Example], centres: dict[str, int]) -> None:
+    """Append the rows of every (image, positive label with a mask) of ``batch`` to
+    ``records``, and the first ``n_examples`` of them to ``examples``."""
+    x, cams, seconds, probs = _batch_cams(scoring, batch)
+    size, labels, tol = scoring.size, scoring.labels, scoring.tol
+    for j, item in enumerate(batch):
+        where = "fovea" if item.fovea is not None else "image"
+        centres[where] += 1
+        centre = item.fovea or ((size - 1) / 2.0, (size - 1) / 2.0)
+        fov = fov_mask(item.image)  # as in the panels: the model sees black outside
+        for label, mask in item.masks.items():
+            k = labels.index(label)
+            if not (mask & fov).any():  # the lesion fell outside the preprocessed image
+                log.warning("mask of %s %s is empty in the field of view after "
+                            "preprocessing; skipped", item.image_id, label)
+                continue
+            rng = np.random.default_rng(
+                np.random.SeedSequence([scoring.seed, scoring.position[item.image_id], k]))
+            maps = {m: cams[m][j, k] for m in scoring.names}
+            maps["random"] = random_map(mask.shape, rng)
+            maps["centre_bias"] = centre_bias_map(mask.shape, centre)
+            scored = _score_maps(maps, mask, fov, tol, where, seconds)
+            if scoring.metric is not None:
+                faith = scoring.metric.score(scoring.model, x[j], np.stack(list(maps.values())),
+                                             k, scoring.seed, fov)
+                for row, value in zip(scored, faith):
+                    row[scoring.metric.column] = float(value)
+            common = {"label": label, "id": item.image_id,
+                      "mask_fraction": area_fraction(mask, fov),
+                      "hit_chance": area_fraction(grow_mask(mask, tol), fov),
+                      "probability": float(probs[j, k]), "tolerance_px": tol}
+            records.extend({**row, **common} for row in scored)
+            if len(examples) < scoring.n_examples:
+                examples.append(Example(item.image_id, label, item.image, mask, maps,
+                                        dict(zip(maps, records[-len(maps):]))))
+
+
+def _columns(metric: FaithfulnessMetric | None) -> list[str]:
+    order = ["method", "kind", "label", "id", "hit", "energy", "mask_fraction", "hit_chance"]
+    order += [metric.column] if metric is not None else []
+    order += ["probability", "tolerance_px", "centre", "peak_x", "peak_y", "cam_seconds"]
+    return order
+
+
 def _score(run_dir: Path | str, n_examples: int = 0, methods: str | Sequence[str] = "gradcam",
            split: str | None = None, masks_dir: Path | str | None = None,
            data_root: Path | str | None = None, tolerance_px: int | None = None,
@@ -175,12 +270,9 @@ def _score(run_dir: Path | str, n_examples: int = 0, methods: str | Sequence[str
 
     names = _methods(methods)
     metric = FAITHFULNESS.get(faithfulness) if faithfulness not in (None, "none") else None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"the number of images must be a positive integer, got {limit!r}")
+    _check_batching(batch_size, limit)
     loaded = load_run(run_dir, device=device)
-    cfg, model, labels = loaded.cfg, loaded.model, loaded.label_names
+    cfg, labels = loaded.cfg, loaded.label_names
     table = run_table(loaded, data_root)
     split = split or score_split(table, cfg)
     rows = table.split(split)
@@ -188,18 +280,15 @@ def _score(run_dir: Path | str, n_examples: int = 0, methods: str | Sequence[str
     index, landmarks, source = _mask_source(table, labels, Path(masks_dir) if masks_dir else None,
                                             root)
     truth = rows.set_index("id")
-    index = index[index["id"].isin(truth.index) & index["label"].isin(labels)]
-    positive = [truth.at[i, lab] == 1 for i, lab in zip(index["id"], index["label"])]
-    index = index[np.asarray(positive, dtype=bool)]
-    if index.empty:
-        raise ValueError(f"no image of split {split!r} has a mask in {source} for a positive "
-                         f"label of {labels}; check that the masks belong to this dataset")
+    index = _positive_masks(index, truth, labels, split, source)
     with_mask = set(index["id"])
     ids = [i for i in rows["id"] if i in with_mask][:limit]
     size = cfg.data.image_size
     pipeline = build_pipeline(cfg.data.preprocess, size)
     tol = default_tolerance_px(size) if tolerance_px is None else int(tolerance_px)
     position = {image_id: n for n, image_id in enumerate(rows["id"])}
+    scoring = _Scoring(loaded.model, labels, names, metric, tol, size, seed, position, device,
+                       n_examples)
     records: list[dict] = []
     examples: list[Example] = []
     centres = {"fovea": 0, "image": 0}
@@ -208,51 +297,11 @@ def _score(run_dir: Path | str, n_examples: int = 0, methods: str | Sequence[str
     for start in range(0, len(ids), batch_size):
         batch = [_prepare(i, truth.at[i, "path"], index, landmarks, pipeline, size)
                  for i in ids[start:start + batch_size]]
-        x = torch.from_numpy(np.stack([b.image for b in batch])).permute(0, 3, 1, 2)
-        x = x.float().div(255.0).to(device)
-        cams, seconds = {}, {}
-        for method in names:
-            tic = time.perf_counter()
-            cams[method], logits = cams_and_logits(model, x, method)
-            seconds[method] = (time.perf_counter() - tic) / len(x)
-        probs = torch.sigmoid(logits).numpy()
-        for j, item in enumerate(batch):
-            where = "fovea" if item.fovea is not None else "image"
-            centres[where] += 1
-            centre = item.fovea or ((size - 1) / 2.0, (size - 1) / 2.0)
-            fov = fov_mask(item.image)  # as in the panels: the model sees black outside
-            for label, mask in item.masks.items():
-                k = labels.index(label)
-                if not (mask & fov).any():  # the lesion fell outside the preprocessed image
-                    log.warning("mask of %s %s is empty in the field of view after "
-                                "preprocessing; skipped", item.image_id, label)
-                    continue
-                rng = np.random.default_rng(
-                    np.random.SeedSequence([seed, position[item.image_id], k]))
-                maps = {m: cams[m][j, k] for m in names}
-                maps["random"] = random_map(mask.shape, rng)
-                maps["centre_bias"] = centre_bias_map(mask.shape, centre)
-                scored = _score_maps(maps, mask, fov, tol, where, seconds)
-                if metric is not None:
-                    faith = metric.score(model, x[j], np.stack(list(maps.values())), k, seed,
-                                         fov)
-                    for row, value in zip(scored, faith):
-                        row[metric.column] = float(value)
-                common = {"label": label, "id": item.image_id,
-                          "mask_fraction": area_fraction(mask, fov),
-                          "hit_chance": area_fraction(grow_mask(mask, tol), fov),
-                          "probability": float(probs[j, k]), "tolerance_px": tol}
-                records += [{**row, **common} for row in scored]
-                if len(examples) < n_examples:
-                    examples.append(Example(item.image_id, label, item.image, mask, maps,
-                                            dict(zip(maps, records[-len(maps):]))))
-    order = ["method", "kind", "label", "id", "hit", "energy", "mask_fraction", "hit_chance"]
-    order += [metric.column] if metric is not None else []
-    order += ["probability", "tolerance_px", "centre", "peak_x", "peak_y", "cam_seconds"]
+        _score_batch(scoring, batch, records, examples, centres)
     notes = {"run": loaded.run_dir.name, "split": split, "source": source, "tolerance_px": tol,
              "size": size, "seed": seed, "centres": centres, "metric": metric,
              "faithfulness": faithfulness, "methods": names, "labels": labels}
-    return _Scored(pd.DataFrame(records, columns=order), examples, notes)
+    return _Scored(pd.DataFrame(records, columns=_columns(metric)), examples, notes)
 
 
 def score_run(

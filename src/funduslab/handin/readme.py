@@ -76,7 +76,19 @@ def render_readme(team: str, script: str, entries: list[dict[str, Any]],
 
     lines = [f"# {team}: course hand-in", "",
              f"Written by `funduslab bundle` (funduslab {__version__}) on "
-             f"{time.strftime('%Y-%m-%d')}.", "", "## Files", "", "| file | what it is |",
+             f"{time.strftime('%Y-%m-%d')}.", ""]
+    lines += _files_section(script, entries)
+    lines += _how_to_run_section(script, entries)
+    lines += _inputs_section(entries)
+    lines += _loading_section(script, entries)
+    lines += _figures_section(entries, metrics)
+    lines += _file_names_section(team)
+    lines += _checks_section(script, entries, checks)
+    return "\n".join(lines) + "\n"
+
+
+def _files_section(script: str, entries: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Files", "", "| file | what it is |",
              "|---|---|",
              f"| `{script}` | the entry point: loads each model below and writes the Kaggle CSV "
              f"`id,{','.join(entries[0]['label_names'])}` for a folder of images; needs only "
@@ -88,49 +100,73 @@ def render_readme(team: str, script: str, entries: list[dict[str, Any]],
             kind = f"plain state dict for funduslab's small test ResNet, built in `{script}`"
         lines.append(f"| `{e['file']}` | task {e['task']}, run `{e['run']}`: {e['kind']} "
                      f"`{e['arch']}`, head {e.get('head', 'linear')}; {kind} |")
-    lines += ["", "## How to run", "", "```bash",
-              "pip install torch torchvision timm pillow pandas",
-              f"python {script} --images onsite_test_images --out submission.csv",
-              f"python {script} --images onsite_test_images --template "
-              "onsite_test_submission.csv --out submission.csv", "```", "",
-              "The image ids are the file names (sorted), or the first column of `--template` in "
-              "its order. With several models and no `--model FILE`, each model writes "
-              "`<out>_<file>.csv` (e.g. `submission_" + entries[0]["file"][:-3] + ".csv`). "
-              "`--device cuda` runs on a GPU.", "",
-              "## Input each model expects", "",
-              "Each image is read as 8-bit RGB, padded with black to a centred square, resized to "
-              "the size below as OpenCV does (area averaging when shrinking, bicubic when "
-              "enlarging), scaled to [0, 1] and normalised with the mean/std below. A label is 1 "
-              "where the sigmoid of its logit reaches its threshold.", "",
-              "| file | image size | preprocessing | mean | std | flip TTA | bf16 | thresholds |",
-              "|---|---|---|---|---|---|---|---|"]
+    return lines
+
+
+def _how_to_run_section(script: str, entries: list[dict[str, Any]]) -> list[str]:
+    return ["", "## How to run", "", "```bash",
+            "pip install torch torchvision timm pillow pandas",
+            f"python {script} --images onsite_test_images --out submission.csv",
+            f"python {script} --images onsite_test_images --template "
+            "onsite_test_submission.csv --out submission.csv", "```", "",
+            "The image ids are the file names (sorted), or the first column of `--template` in "
+            "its order. With several models and no `--model FILE`, each model writes "
+            "`<out>_<file>.csv` (e.g. `submission_" + entries[0]["file"][:-3] + ".csv`). "
+            "`--device cuda` runs on a GPU."]
+
+
+def _inputs_section(entries: list[dict[str, Any]]) -> list[str]:
+    """What each model expects: size, preprocessing, normalisation, TTA, bf16, thresholds."""
+    lines = ["", "## Input each model expects", "",
+             "Each image is read as 8-bit RGB, padded with black to a centred square, resized to "
+             "the size below as OpenCV does (area averaging when shrinking, bicubic when "
+             "enlarging), scaled to [0, 1] and normalised with the mean/std below. A label is 1 "
+             "where the sigmoid of its logit reaches its threshold.", "",
+             "| file | image size | preprocessing | mean | std | flip TTA | bf16 | thresholds |",
+             "|---|---|---|---|---|---|---|---|"]
     for e in entries:
         thr = ", ".join(f"{n} {t:.3f}" for n, t in zip(e["label_names"], e["thresholds"]))
         lines.append(f"| `{e['file']}` | {e['image_size']} | {e['preprocess']} | "
                      f"{', '.join(f'{v:.3f}' for v in e['mean'])} | "
                      f"{', '.join(f'{v:.3f}' for v in e['std'])} | {'yes' if e['tta'] else 'no'} "
                      f"| {'yes' if e['bf16'] else 'no'} | {thr} |")
-    lines += ["", "## Loading a model yourself", ""]
+    return lines
+
+
+def _loading_section(script: str, entries: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Loading a model yourself", ""]
     for e in entries:
         lines += [f"`{e['file']}`:", "", "```python", _loading(e, script), "```", ""]
+    return lines
+
+
+def _figures_section(entries: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> list[str]:
     header = " | ".join(f"{n} P / R / F1" for n in entries[0]["label_names"])
-    lines += ["## Measured figures", "",
-              "From each run's `metrics.json`, at the thresholds the run used. Course average F1 "
-              "= mean over diseases of the per-disease F1 averaged over both classes (the course "
-              "template's figure); P / R / F1 are for the positive class.", "",
-              f"| file | split | course average F1 | {header} |",
-              "|---|---|---|" + "---|" * len(entries[0]["label_names"])]
+    lines = ["## Measured figures", "",
+             "From each run's `metrics.json`, at the thresholds the run used. Course average F1 "
+             "= mean over diseases of the per-disease F1 averaged over both classes (the course "
+             "template's figure); P / R / F1 are for the positive class.", "",
+             f"| file | split | course average F1 | {header} |",
+             "|---|---|---|" + "---|" * len(entries[0]["label_names"])]
     for e, m in zip(entries, metrics):
         lines += _figures(e, m)
-    lines += ["", "## File names", "",
-              f"`{team}_task<k>-<j>.pt`; the task is the run's `output.task`, or `--task RUN=k-j`. "
-              "Two runs with the same task are refused when their architecture is the same; "
-              "otherwise each of their files gets the architecture as a suffix (`_resnet18`, "
-              "`_efficientnet` for EfficientNet-B0, `_efficientnet_lite0`, …; a head other than "
-              "linear adds `_<head>`, SE blocks inside the backbone `_sestages`).", "",
-              "## Checks made when bundling", ""]
+    return lines
+
+
+def _file_names_section(team: str) -> list[str]:
+    return ["", "## File names", "",
+            f"`{team}_task<k>-<j>.pt`; the task is the run's `output.task`, or `--task RUN=k-j`. "
+            "Two runs with the same task are refused when their architecture is the same; "
+            "otherwise each of their files gets the architecture as a suffix (`_resnet18`, "
+            "`_efficientnet` for EfficientNet-B0, `_efficientnet_lite0`, …; a head other than "
+            "linear adds `_<head>`, SE blocks inside the backbone `_sestages`).", ""]
+
+
+def _checks_section(script: str, entries: list[dict[str, Any]],
+                    checks: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Checks made when bundling", ""]
     for e, c in zip(entries, checks):
         lines.append(f"- `{e['file']}`: rebuilt from the file as `{script}` rebuilds it, its "
                      f"logits differ from funduslab's by at most {c['max_logit_diff']:.1e} (two "
                      f"random images at {e['image_size']} px); image decoding: {c['decode']}.")
-    return "\n".join(lines) + "\n"
+    return lines

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from string import Template
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from funduslab.metrics.calibration import ece_per_class
 from funduslab.reporting import curves
 from funduslab.reporting.compare import compare_runs, summarize_run
 from funduslab.reporting.figures import plot_history
+from funduslab.reporting.html_page import PAGE
 from funduslab.reporting.tables import markdown_table
 from funduslab.runs import RunFolder
 from funduslab.runs.files import HISTORY_FILE, write_json
@@ -48,33 +48,6 @@ __all__ = ["HtmlReport", "write_html_report"]
 log = logging.getLogger(__name__)
 
 _KINDS = {"multilabel": "Multi-label detection", "grading": "Grading"}
-_PAGE = Template("""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>$title</title>
-<style>
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
-max-width:1180px;padding:1.2rem;color:#1d2330;line-height:1.45}
-h2{border-bottom:2px solid #d5dbe5;margin-top:2.2rem}h3{margin-top:1.8rem}h4{color:#34405a}
-.meta,.note,figcaption{color:#5b6478;font-size:.92rem}
-.note{background:#fff7e0;border-left:4px solid #e0b020;padding:.4rem .7rem}
-.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.82rem;margin:.4rem 0}
-th,td{border:1px solid #d5dbe5;padding:.25rem .45rem;text-align:right;white-space:nowrap}
-th{background:#eef2f8;white-space:normal;vertical-align:bottom}th:first-child{text-align:left}
-td.t{text-align:left;white-space:normal}
-figure{margin:.6rem 0 1.2rem}img{max-width:100%;height:auto;border:1px solid #e3e7ee}
-nav a{margin-right:1rem}section.recipe{border-top:1px dashed #c8cfdb;margin-top:2rem}
-</style></head><body>
-<h1>$title</h1>
-<p class="meta">$meta</p>
-<nav>$nav</nav>
-$body
-<p class="meta">Written by <code>funduslab report --html</code>. Intervals: percentile
-bootstrap over the test images ($n_boot resamples; Efron &amp; Tibshirani 1993). ECE: equal-width
-bins (Guo et al. 2017). With test splits of a few hundred images, read differences smaller than
-the seed spread or the interval as noise.</p>
-</body></html>
-""")
 
 
 @dataclass
@@ -334,6 +307,30 @@ def _kind_section(ctx: _Context, kind: str, dirs: list[Path], per_run: bool,
     return "".join(html + parts), nav
 
 
+def _check_report_args(dirs: list[Path], n_boot: int, cam_images: int) -> None:
+    if not dirs:
+        raise ValueError("no run folders to report")
+    for name, value, low in (("n_boot", n_boot, 1), ("cam_images", cam_images, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+
+
+def _fresh_figures_folder(out: Path) -> None:
+    """An empty ``out/figures``: a previous report's figures there are removed (only when
+    ``out`` holds a ``report.html``, so no folder this module did not write is ever cleared)."""
+    if (out / "report.html").is_file():
+        shutil.rmtree(out / "figures", ignore_errors=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+
+
+def _runs_by_kind(dirs: list[Path]) -> dict[str, list[Path]]:
+    """Run folders grouped by task kind (``metrics.json`` ``task``), in first-seen order."""
+    kinds: dict[str, list[Path]] = {}
+    for d in dirs:
+        kinds.setdefault(str(RunFolder(d).metrics.get("task", "multilabel")), []).append(d)
+    return kinds
+
+
 def write_html_report(
     run_dirs: Sequence[Path | str],
     out_dir: Path | str,
@@ -361,22 +358,13 @@ def write_html_report(
         ValueError: no run folders, or ``n_boot`` / ``cam_images`` not usable.
     """
     dirs = [Path(d) for d in run_dirs]
-    if not dirs:
-        raise ValueError("no run folders to report")
-    for name, value, low in (("n_boot", n_boot, 1), ("cam_images", cam_images, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    _check_report_args(dirs, n_boot, cam_images)
     out = Path(out_dir)
-    if (out / "report.html").is_file():  # only ever clear a folder this function wrote
-        shutil.rmtree(out / "figures", ignore_errors=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    _fresh_figures_folder(out)
     ctx = _Context(out, split, n_boot, cam_images, cam_method)
-    kinds: dict[str, list[Path]] = {}
-    for d in dirs:
-        kinds.setdefault(str(RunFolder(d).metrics.get("task", "multilabel")), []).append(d)
     md = [f"# funduslab report: {len(dirs)} runs, {split} as test\n"]
     body, nav = [], []
-    for kind, members in kinds.items():
+    for kind, members in _runs_by_kind(dirs).items():
         part, entries = _kind_section(ctx, kind, members, per_run, md)
         body.append(part)
         nav += entries
@@ -386,7 +374,7 @@ def write_html_report(
     meta = (f"{len(dirs)} run{'s' if len(dirs) > 1 else ''} · {split} as test split · "
             f"written {time.strftime('%Y-%m-%d %H:%M')}")
     links = " ".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in nav)
-    page = _PAGE.substitute(title="funduslab report", meta=escape(meta), nav=links,
+    page = PAGE.substitute(title="funduslab report", meta=escape(meta), nav=links,
                             body="\n".join(body), n_boot=n_boot)
     report = HtmlReport(out / "report.html", out / "report.md", out / "report.json",
                         list(ctx.figures))

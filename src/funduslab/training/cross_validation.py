@@ -32,6 +32,7 @@ import numpy as np
 from funduslab.config import RunConfig, config_from_dict, save_config
 from funduslab.config_names import validate_names
 from funduslab.data.adapters import load_table
+from funduslab.data.table import SampleTable
 from funduslab.metrics import multilabel_metrics, tune_thresholds
 from funduslab.reporting.run_folder import (
     environment_info,
@@ -80,29 +81,14 @@ def cross_validate(cfg: RunConfig, folds: int = 5, fold_seed: int = 0,
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds}")
     started = time.time()
-    table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
-    if table.task != "multilabel":
-        raise ValueError("cross-validation summarises multi-label runs; for a grading dataset "
-                         "train the folds one by one (data.folds / data.fold)")
+    table = _load_multilabel_table(cfg)
     labels = table.label_names
     fold_dirs = [run(fold_config(cfg, folds, k, fold_seed), progress=progress)
                  for k in range(folds)]
     cv_dir = cfg.run_dir
-    val, train = cfg.data.val_split, cfg.data.train_split
+    val = cfg.data.val_split
 
-    ids: list[str] = []
-    probs = []
-    for d in fold_dirs:
-        fold_ids, p = read_predictions(d, val, labels)
-        ids += fold_ids
-        probs.append(p)
-    oof = np.concatenate(probs)
-    frame = table.frame.set_index("id")
-    pooled = frame.index[frame["split"].isin([train, val])]
-    if sorted(ids) != sorted(pooled.astype(str)):
-        raise ValueError(f"the fold runs' {val} predictions do not cover {train} + {val} exactly "
-                         "once; were they trained with other folds? delete them and re-run")
-    truth = frame.loc[ids, labels].to_numpy(dtype=int)
+    ids, oof, truth = _out_of_fold_predictions(cfg, table, fold_dirs)
     tuned = tune_thresholds(truth, oof, objective=cfg.train.threshold_objective)
     chosen = tuned if cfg.train.tune_thresholds else np.full(len(labels), 0.5)
 
@@ -116,6 +102,65 @@ def cross_validate(cfg: RunConfig, folds: int = 5, fold_seed: int = 0,
                       (oof >= chosen).astype(int), labels)
     metrics["splits"][val] = {"threshold_0.5": multilabel_metrics(truth, oof, 0.5, labels),
                               "tuned_thresholds": multilabel_metrics(truth, oof, tuned, labels)}
+    metrics["splits"].update(_write_test_splits(cfg, table, fold_dirs, chosen, tuned))
+    metrics["thresholds"] = {"used": "tuned_on_out_of_fold" if cfg.train.tune_thresholds
+                             else "0.5", "tuned_on_val": [float(t) for t in tuned],
+                             "objective": cfg.train.threshold_objective}
+    metrics["timing_s"] = {"total": round(sum(
+        float(read_metrics(d).get("timing_s", {}).get("total", 0.0)) for d in fold_dirs)
+        + time.time() - started, 1)}
+    write_json(cv_dir / "metrics.json", metrics)
+    _write_cv_config(cfg, folds, fold_seed, fold_dirs, labels, chosen)
+    log.info("cross-validation of %d folds written to %s", folds, cv_dir)
+    return cv_dir
+
+
+def _load_multilabel_table(cfg: RunConfig) -> SampleTable:
+    table = load_table(cfg.data.adapter, Path(cfg.data.root), **cfg.data.options)
+    if table.task != "multilabel":
+        raise ValueError("cross-validation summarises multi-label runs; for a grading dataset "
+                         "train the folds one by one (data.folds / data.fold)")
+    return table
+
+
+def _out_of_fold_predictions(
+    cfg: RunConfig, table: SampleTable, fold_dirs: list[Path],
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every fold's validation predictions, stacked: ``(ids, probabilities, true labels)``.
+
+    Raises:
+        ValueError: the folds' validation images do not cover train + val exactly once.
+    """
+    val, train = cfg.data.val_split, cfg.data.train_split
+    labels = table.label_names
+    ids: list[str] = []
+    probs = []
+    for d in fold_dirs:
+        fold_ids, p = read_predictions(d, val, labels)
+        ids += fold_ids
+        probs.append(p)
+    oof = np.concatenate(probs)
+    frame = table.frame.set_index("id")
+    pooled = frame.index[frame["split"].isin([train, val])]
+    if sorted(ids) != sorted(pooled.astype(str)):
+        raise ValueError(f"the fold runs' {val} predictions do not cover {train} + {val} exactly "
+                         "once; were they trained with other folds? delete them and re-run")
+    truth = frame.loc[ids, labels].to_numpy(dtype=int)
+    return ids, oof, truth
+
+
+def _write_test_splits(
+    cfg: RunConfig, table: SampleTable, fold_dirs: list[Path], chosen: np.ndarray,
+    tuned: np.ndarray,
+) -> dict[str, dict]:
+    """Soft-vote the fold models on every split other than train and val; write their
+    predictions (and ``submission.csv`` for an unlabelled split); return the labelled splits'
+    metrics by split name."""
+    cv_dir = cfg.run_dir
+    val, train = cfg.data.val_split, cfg.data.train_split
+    labels = table.label_names
+    frame = table.frame.set_index("id")
+    metrics: dict[str, dict] = {}
     for split in table.splits:
         if split in (train, val):
             continue
@@ -125,26 +170,24 @@ def cross_validate(cfg: RunConfig, folds: int = 5, fold_seed: int = 0,
         rows = frame.loc[split_ids]
         if bool(rows["labelled"].all()):
             y = rows[labels].to_numpy(dtype=int)
-            metrics["splits"][split] = {
+            metrics[split] = {
                 "threshold_0.5": multilabel_metrics(y, p, 0.5, labels),
                 "tuned_thresholds": multilabel_metrics(y, p, tuned, labels)}
         elif table.submission_columns:
             write_submission(cv_dir / "submission.csv", split_ids, (p >= chosen).astype(int),
                              table.submission_columns)
-    metrics["thresholds"] = {"used": "tuned_on_out_of_fold" if cfg.train.tune_thresholds
-                             else "0.5", "tuned_on_val": [float(t) for t in tuned],
-                             "objective": cfg.train.threshold_objective}
-    metrics["timing_s"] = {"total": round(sum(
-        float(read_metrics(d).get("timing_s", {}).get("total", 0.0)) for d in fold_dirs)
-        + time.time() - started, 1)}
-    write_json(cv_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _write_cv_config(cfg: RunConfig, folds: int, fold_seed: int, fold_dirs: list[Path],
+                     labels: list[str], chosen: np.ndarray) -> None:
+    """``config.yaml`` of the cross-validation folder: the recipe with ``data.folds`` set, and
+    the fold folders that :func:`~funduslab.training.saved_model.load_saved_model` votes over."""
     summary = {**fold_config(cfg, folds, 0, fold_seed).model_dump(mode="json")}
     summary["output"] = cfg.model_dump(mode="json")["output"]
-    save_config(config_from_dict(summary), cv_dir / "config.yaml", {
+    save_config(config_from_dict(summary), cfg.run_dir / "config.yaml", {
         "seed": cfg.train.seed, "label_names": labels,
         "cross_validation": {"folds": folds, "fold_seed": fold_seed,
                              "fold_runs": [d.name for d in fold_dirs],
                              "thresholds": [float(t) for t in chosen]},
         "environment": environment_info()})
-    log.info("cross-validation of %d folds written to %s", folds, cv_dir)
-    return cv_dir

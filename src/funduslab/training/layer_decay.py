@@ -133,13 +133,7 @@ def layer_decay_groups(
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"layer_decay must be in (0, 1], got {decay!r}")
     head_ids = None if head_params is None else {id(p) for p in head_params}
-    found = _find_backbone(net)
-    depth_of: dict[str, int] = {}
-    last = 0
-    if found is not None:
-        prefix, backbone = found
-        ids, last = layer_depth_ids(backbone)
-        depth_of = {(f"{prefix}.{n}" if prefix else n): d for n, d in ids.items()}
+    depth_of, last = _backbone_depths(net)
     groups: dict[tuple[int, bool], dict] = {}
     outside = 0
     for name, param in net.named_parameters():
@@ -155,12 +149,27 @@ def layer_decay_groups(
         no_wd = skips_weight_decay(name, param)
         key = (layer, no_wd)
         if key not in groups:
-            label = "head" if layer < 0 else f"layer{layer}"
-            groups[key] = {"params": [], "lr": rate, "weight_decay": 0.0 if no_wd else weight_decay,
-                           "name": label + ("_no_wd" if no_wd else ""), "layer_id": layer,
-                           "lr_scale": scale}
+            groups[key] = _new_group(layer, no_wd, rate, scale, weight_decay)
         groups[key]["params"].append(param)
     if outside:
         log.warning("layer decay: %d trainable non-head parameters are outside the backbone "
                     "layout; they train at backbone_lr", outside)
     return [groups[k] for k in sorted(groups)]
+
+
+def _backbone_depths(net: nn.Module) -> tuple[dict[str, int], int]:
+    """``(parameter name in net -> backbone depth, deepest depth L)``; empty and 0 when ``net``
+    has no backbone carrying a ``funduslab_info``."""
+    found = _find_backbone(net)
+    if found is None:
+        return {}, 0
+    prefix, backbone = found
+    ids, last = layer_depth_ids(backbone)
+    return {(f"{prefix}.{n}" if prefix else n): d for n, d in ids.items()}, last
+
+
+def _new_group(layer: int, no_wd: bool, rate: float, scale: float, weight_decay: float) -> dict:
+    """An empty parameter group of depth ``layer`` (-1: the head)."""
+    label = "head" if layer < 0 else f"layer{layer}"
+    return {"params": [], "lr": rate, "weight_decay": 0.0 if no_wd else weight_decay,
+            "name": label + ("_no_wd" if no_wd else ""), "layer_id": layer, "lr_scale": scale}

@@ -181,30 +181,14 @@ def write_prediction_folder(
     Returns:
         ``out``.
     """
-    from funduslab.reporting.run_folder import environment_info, write_predictions, write_submission
+    from funduslab.reporting.run_folder import environment_info
 
     out = Path(out)
     columns = _label_columns(saved, inputs)
-    record: dict[str, Any] = {}
     if saved.task == "grading":
-        from funduslab.training.grading import GRADING_FORMULATIONS, write_grade_predictions
-
-        form = GRADING_FORMULATIONS.get(saved.formulation)
-        cuts = saved.thresholds if form.uses_thresholds and len(saved.thresholds) else None
-        decoded = form.decode(outputs, saved.num_grades, cuts)
-        write_grade_predictions(out / "predictions.csv", inputs.ids, decoded)
-        write_submission(out / "submission.csv", inputs.ids, decoded.grades, columns)
-        record["cut_points"] = None if cuts is None else [float(c) for c in cuts]
+        record = _write_grades(out, saved, inputs, outputs, columns)
     else:
-        probs = 1.0 / (1.0 + np.exp(-outputs.astype(np.float64)))
-        used = saved.thresholds if threshold is None else np.full(len(saved.label_names),
-                                                                  float(threshold))
-        preds = (probs >= used).astype(int)
-        write_predictions(out / "predictions.csv", inputs.ids, probs, preds, saved.label_names)
-        order = [saved.label_names.index(c) for c in columns[1:]]
-        write_submission(out / "submission.csv", inputs.ids, preds[:, order], columns)
-        record["thresholds"] = dict(zip(saved.label_names, (float(t) for t in used)))
-        record["threshold_source"] = "fixed" if threshold is not None else "the run's"
+        record = _write_labels(out, saved, inputs, outputs, columns, threshold)
     record.update({
         "model": str(saved.source),
         "task": saved.task,
@@ -223,6 +207,37 @@ def write_prediction_folder(
     atomic_write_text(out / "predict.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     log.info("wrote predictions for %d images to %s", len(inputs.ids), out)
     return out
+
+
+def _write_grades(out: Path, saved: SavedModel, inputs: PredictionInputs, outputs: np.ndarray,
+                  columns: list[str]) -> dict[str, Any]:
+    """Grading: decode ``outputs`` to grades, write both files; the cut points for the record."""
+    from funduslab.reporting.run_folder import write_submission
+    from funduslab.training.grading import GRADING_FORMULATIONS, write_grade_predictions
+
+    form = GRADING_FORMULATIONS.get(saved.formulation)
+    cuts = saved.thresholds if form.uses_thresholds and len(saved.thresholds) else None
+    decoded = form.decode(outputs, saved.num_grades, cuts)
+    write_grade_predictions(out / "predictions.csv", inputs.ids, decoded)
+    write_submission(out / "submission.csv", inputs.ids, decoded.grades, columns)
+    return {"cut_points": None if cuts is None else [float(c) for c in cuts]}
+
+
+def _write_labels(out: Path, saved: SavedModel, inputs: PredictionInputs, outputs: np.ndarray,
+                  columns: list[str], threshold: float | None) -> dict[str, Any]:
+    """Multi-label: threshold the sigmoid of ``outputs``, write both files; the thresholds for
+    the record."""
+    from funduslab.reporting.run_folder import write_predictions, write_submission
+
+    probs = 1.0 / (1.0 + np.exp(-outputs.astype(np.float64)))
+    used = saved.thresholds if threshold is None else np.full(len(saved.label_names),
+                                                              float(threshold))
+    preds = (probs >= used).astype(int)
+    write_predictions(out / "predictions.csv", inputs.ids, probs, preds, saved.label_names)
+    order = [saved.label_names.index(c) for c in columns[1:]]
+    write_submission(out / "submission.csv", inputs.ids, preds[:, order], columns)
+    return {"thresholds": dict(zip(saved.label_names, (float(t) for t in used))),
+            "threshold_source": "fixed" if threshold is not None else "the run's"}
 
 
 def _tta_record(saved: SavedModel, tta: bool | None) -> bool | list[bool]:

@@ -148,15 +148,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, state: dict[str, bool]) 
     for needed in (cfg.data.train_split,):
         table.split(needed)  # clear error when a split is missing or empty
     splits, fingerprint = decode_splits(table, cfg, cache_dir)
-    provenance = {
-        "seed": cfg.train.seed,
-        "data_fingerprint": fingerprint,
-        "data_source": table.source,
-        "label_names": table.label_names,
-        "split_sizes": {k: len(v.ids) for k, v in splits.items()},
-        "environment": environment_info(),
-    }
-    save_config(cfg, run_dir / "config.yaml", provenance)
+    save_config(cfg, run_dir / "config.yaml", _provenance(cfg, table, splits, fingerprint))
     state["training"] = True
     ctx = RunContext(cfg, table, splits, run_dir, cache_dir, fingerprint, {"progress": progress})
     model, fit_info = fit_model(ctx)
@@ -176,7 +168,30 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, state: dict[str, bool]) 
                            "total": round(time.time() - started, 1)}
     write_json(run_dir / "metrics.json", metrics)
 
-    weights = run_dir / weights_filename(cfg.output.team, cfg.output.task)
+    _save_weights(ctx, model, chosen)
+    if cfg.output.figures and (run_dir / "history.csv").is_file():
+        plot_history(run_dir / "history.csv", run_dir / "figures" / "curves.png")
+    log.info("run %s finished in %.0f s", run_dir, time.time() - started)
+    return run_dir
+
+
+def _provenance(cfg: RunConfig, table: SampleTable, splits: dict[str, SplitData],
+                fingerprint: str) -> dict:
+    """What ``config.yaml`` records beside the config: seed, data and environment."""
+    return {
+        "seed": cfg.train.seed,
+        "data_fingerprint": fingerprint,
+        "data_source": table.source,
+        "label_names": table.label_names,
+        "split_sizes": {k: len(v.ids) for k, v in splits.items()},
+        "environment": environment_info(),
+    }
+
+
+def _save_weights(ctx: RunContext, model, chosen: np.ndarray) -> None:
+    """The run's ``.pt``: weights plus what a saved model needs to predict on its own."""
+    cfg, table = ctx.cfg, ctx.table
+    weights = ctx.run_dir / weights_filename(cfg.output.team, cfg.output.task)
     save_funduslab_checkpoint(weights, model, {
         **checkpoint_metadata(model),
         "head": cfg.model.head,
@@ -190,10 +205,6 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, state: dict[str, bool]) 
         "formulation": cfg.train.formulation if table.task == "grading" else None,
         "num_outputs": num_outputs(ctx),
     })
-    if cfg.output.figures and (run_dir / "history.csv").is_file():
-        plot_history(run_dir / "history.csv", run_dir / "figures" / "curves.png")
-    log.info("run %s finished in %.0f s", run_dir, time.time() - started)
-    return run_dir
 
 
 def split_logits(ctx: RunContext, model) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -141,66 +141,86 @@ def create_app(models: ModelService | Sequence[ServedModel],
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
     app.add_middleware(_SecurityHeaders)
-    @app.exception_handler(RequestError)
-    async def _refused(request: Request, err: RequestError) -> JSONResponse:
-        log.info("refused %s %s: %s", request.method, request.url.path, err.message)
-        return _error(err.status, err.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _bad_params(request: Request, err: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
-                 for e in err.errors()]
-        return _error(400, "bad request parameters: " + "; ".join(parts))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        message = err.detail if isinstance(err.detail, str) else "request refused"
-        if err.status_code == 404:
-            message = f"no such page: {request.url.path[:80]}"
-        return _error(err.status_code, message)
-
-    @app.get("/", response_class=HTMLResponse)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(_static_text("index.html"))
-
-    @app.get("/static/{name}")
-    async def static(name: str) -> Response:
-        if name not in _STATIC:  # a fixed list: no path ever reaches the file system
-            raise RequestError(404, f"no such file: {name[:80]!r}")
-        return Response(_static_text(name), media_type=_STATIC[name])
-
-    @app.get("/api/models")
-    async def list_models() -> JSONResponse:
-        return JSONResponse({"models": [m.info for m in service.models],
-                             "limits": {"max_file_mb": MAX_FILE_BYTES // (1024 * 1024),
-                                        "max_files": MAX_FILES,
-                                        "max_batch_mb": MAX_BATCH_BYTES // (1024 * 1024)},
-                             "cam_method": service.cam_method})
-
-    @app.post("/api/predict")
-    async def predict(request: Request, model: str = "0", cam: bool = False,
-                      image: bool = False) -> JSONResponse:
-        service.resolve(model)  # a bad model key fails before the upload is read
-        limit = MAX_FILE_BYTES + _FORM_OVERHEAD
-        files = await _read_files(request, "file", limit,
-                                  f"the upload is larger than the {_mb(MAX_FILE_BYTES)} limit "
-                                  "per file")
-        if len(files) != 1:
-            raise RequestError(400, f"attach exactly one image as multipart field 'file' "
-                                    f"(got {len(files)}); for several use /api/predict_csv")
-        name, data = files[0]
-        result = await run_in_threadpool(service.predict, model, data, name, cam)
-        return JSONResponse(result.as_json(images=cam or image))
-
-    @app.post("/api/predict_csv")
-    async def predict_csv(request: Request, model: str = "0") -> Response:
-        served = service.resolve(model)
-        files = await _read_files(request, "files", MAX_BATCH_BYTES + _FORM_OVERHEAD,
-                                  f"the upload is larger than the {_mb(MAX_BATCH_BYTES)} limit "
-                                  "per request: send fewer files at a time")
-        text = await run_in_threadpool(service.predictions_csv, model, files)
-        filename = re.sub(r"[^A-Za-z0-9._-]+", "_", f"predictions_{served.name}.csv")
-        return Response(text, media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
+    app.add_exception_handler(RequestError, _refused)
+    app.add_exception_handler(RequestValidationError, _bad_params)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.include_router(_router)
     return app
+
+
+def _service(request: Request) -> ModelService:
+    """The :class:`ModelService` of the app answering ``request``."""
+    return request.app.state.service
+
+
+async def _refused(request: Request, err: RequestError) -> JSONResponse:
+    log.info("refused %s %s: %s", request.method, request.url.path, err.message)
+    return _error(err.status, err.message)
+
+
+async def _bad_params(request: Request, err: RequestValidationError) -> JSONResponse:
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg')}"
+             for e in err.errors()]
+    return _error(400, "bad request parameters: " + "; ".join(parts))
+
+
+async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+    message = err.detail if isinstance(err.detail, str) else "request refused"
+    if err.status_code == 404:
+        message = f"no such page: {request.url.path[:80]}"
+    return _error(err.status_code, message)
+
+
+_router = APIRouter()
+
+
+@_router.get("/", response_class=HTMLResponse)
+async def _index() -> HTMLResponse:
+    return HTMLResponse(_static_text("index.html"))
+
+
+@_router.get("/static/{name}")
+async def _static(name: str) -> Response:
+    if name not in _STATIC:  # a fixed list: no path ever reaches the file system
+        raise RequestError(404, f"no such file: {name[:80]!r}")
+    return Response(_static_text(name), media_type=_STATIC[name])
+
+
+@_router.get("/api/models")
+async def _list_models(request: Request) -> JSONResponse:
+    service = _service(request)
+    return JSONResponse({"models": [m.info for m in service.models],
+                         "limits": {"max_file_mb": MAX_FILE_BYTES // (1024 * 1024),
+                                    "max_files": MAX_FILES,
+                                    "max_batch_mb": MAX_BATCH_BYTES // (1024 * 1024)},
+                         "cam_method": service.cam_method})
+
+
+@_router.post("/api/predict")
+async def _predict(request: Request, model: str = "0", cam: bool = False,
+                  image: bool = False) -> JSONResponse:
+    service = _service(request)
+    service.resolve(model)  # a bad model key fails before the upload is read
+    limit = MAX_FILE_BYTES + _FORM_OVERHEAD
+    files = await _read_files(request, "file", limit,
+                              f"the upload is larger than the {_mb(MAX_FILE_BYTES)} limit "
+                              "per file")
+    if len(files) != 1:
+        raise RequestError(400, f"attach exactly one image as multipart field 'file' "
+                                f"(got {len(files)}); for several use /api/predict_csv")
+    name, data = files[0]
+    result = await run_in_threadpool(service.predict, model, data, name, cam)
+    return JSONResponse(result.as_json(images=cam or image))
+
+
+@_router.post("/api/predict_csv")
+async def _predict_csv(request: Request, model: str = "0") -> Response:
+    service = _service(request)
+    served = service.resolve(model)
+    files = await _read_files(request, "files", MAX_BATCH_BYTES + _FORM_OVERHEAD,
+                              f"the upload is larger than the {_mb(MAX_BATCH_BYTES)} limit "
+                              "per request: send fewer files at a time")
+    text = await run_in_threadpool(service.predictions_csv, model, files)
+    filename = re.sub(r"[^A-Za-z0-9._-]+", "_", f"predictions_{served.name}.csv")
+    return Response(text, media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
