@@ -25,9 +25,10 @@ import time
 import numpy as np
 import torch
 
-from _common import course_root, verdict
+from _common import cap_isa, course_root, kernels, verdict
 from funduslab.config import config_from_dict
 from funduslab.reporting.run_folder import read_metrics
+from funduslab.training.fit import native_cpu_bf16
 from funduslab.training.recipe import resolve_recipe
 from funduslab.training.runner import run
 
@@ -53,12 +54,15 @@ def main() -> int:
     ap.add_argument("--target", type=float, default=0.81)
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="fail when a seed takes longer (wall time)")
+    ap.add_argument("--isa", default=None,
+                    help="cap the kernels at this ISA (avx2: an AVX2-only VM's code paths)")
     args = ap.parse_args()
+    cap_isa(args.isa)
     data = course_root(args.data)
     train: dict = {"setup": "full"}
     if args.reference:
         train.update(epochs=12, recipe="plain",
-                     precision="bf16-mixed" if native_bf16() else "32")
+                     precision="bf16-mixed" if native_cpu_bf16() else "32")
     for key in ("epochs", "freeze_stages", "freeze_epochs", "progressive_size",
                 "progressive_epochs"):
         if getattr(args, key) is not None:
@@ -75,8 +79,7 @@ def main() -> int:
         })
 
     recipe = resolve_recipe(config(0)).train.model_dump(include=_RECIPE_KEYS)
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"native bf16 {'yes' if native_bf16() else 'no'}, {torch.get_num_threads()} threads; "
+    print(f"torch {torch.__version__}, {kernels()}, {torch.get_num_threads()} threads; "
           f"recipe {recipe}, augment {augment}", flush=True)
     scores, rows = [], []
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -100,12 +103,6 @@ def main() -> int:
                    f"mean {mean:.4f} vs target {args.target}"
                    + (f"; slowest seed {max(minutes):.1f} min vs {args.max_minutes}"
                       if args.max_minutes is not None else ""))
-
-
-def native_bf16() -> bool:
-    """The CPU has AVX-512-BF16 or AMX (where precision auto picked bf16 before 2026-12-05)."""
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-                or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 if __name__ == "__main__":

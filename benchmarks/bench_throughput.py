@@ -40,7 +40,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from _common import course_root, verdict
+from _common import cap_isa, course_root, kernels, verdict
 from funduslab.config import ModelConfig, TrainConfig, config_from_dict
 from funduslab.data.cache import cached_images
 from funduslab.losses import build_loss
@@ -195,7 +195,10 @@ def main() -> int:
                          "template and the rows of its epochs)")
     ap.add_argument("--cache", default="runs/.cache")
     ap.add_argument("--target", type=float, default=3.0)
+    ap.add_argument("--isa", default=None,
+                    help="cap the kernels at this ISA (avx2: an AVX2-only VM's code paths)")
     args = ap.parse_args()
+    cap_isa(args.isa)
     rows = args.rows.split(",")
     if unknown := [r for r in rows if r not in ROWS]:
         print(f"unknown rows {unknown}; valid: {', '.join(ROWS)}", file=sys.stderr)
@@ -205,10 +208,7 @@ def main() -> int:
     paths = [root / "images" / "train" / i for i in frame["id"]]
     labels = frame[["D", "G", "A"]].to_numpy(np.float32)
     recipe = resolve_recipe(config_from_dict({"train": {"setup": "full"}})).train  # the default
-    native_bf16 = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-                       or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-    print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"native bf16 {'yes' if native_bf16 else 'no'}, {torch.get_num_threads()} threads, "
+    print(f"torch {torch.__version__}, {kernels()}, {torch.get_num_threads()} threads, "
           f"{len(paths)} images, batch {args.batch}, {SIZE} px; default recipe: "
           f"{recipe.epochs} epochs, {recipe.progressive_epochs} of them at "
           f"{recipe.progressive_size or SIZE} px, stem + {recipe.freeze_stages} stages frozen for "

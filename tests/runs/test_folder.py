@@ -10,26 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tiny_runs import train_tiny
 
-from funduslab.config import RunConfig, config_from_dict
+from funduslab.config import RunConfig
 from funduslab.runs import RunFolder, clean_up_failed_run, find_run_folders
-from funduslab.training.runner import run
 
 LABELS = ["D", "G", "A"]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(synth_course: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("runs")
-    cfg = config_from_dict({
-        "data": {"root": str(synth_course), "image_size": 32, "cache_dir": str(out / "cache")},
-        "model": {"backbone": "tiny_cnn", "weights": "none"},
-        "train": {"setup": "full", "epochs": 1, "batch_size": 16, "precision": "32",
-                  "warmup_epochs": 0},
-        "output": {"out": str(out), "name": "tiny", "team": "unit", "task": "1-3",
-                   "figures": False},
-    })
-    return run(cfg, progress=False)
+    return train_tiny(synth_course, tmp_path_factory.mktemp("runs"))
 
 
 def _folder(tmp_path: Path, config: object = None, files: tuple[str, ...] = ()) -> Path:

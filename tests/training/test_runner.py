@@ -10,21 +10,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from tiny_runs import tiny_config as shared_tiny_config
 
-from funduslab.config import config_from_dict
+from funduslab.config import RunConfig, config_from_dict
 from funduslab.training.runner import run
 
 
-def tiny_config(data: Path, out: Path, name: str, **train) -> object:
-    settings = {"setup": "full", "epochs": 2, "batch_size": 16, "lr": 3e-3, "backbone_lr": 3e-3,
-                "precision": "32", "warmup_epochs": 0}
-    settings.update(train)
-    return config_from_dict({
-        "data": {"root": str(data), "image_size": 32, "cache_dir": str(out / "cache")},
-        "model": {"backbone": "tiny_cnn", "weights": "none"},
-        "train": settings,
-        "output": {"out": str(out), "name": name, "team": "unit", "task": "1-3", "figures": True},
-    })
+def tiny_config(data: Path, out: Path, name: str, **train) -> RunConfig:
+    return shared_tiny_config(data, out, name, figures=True,
+                              **{"epochs": 2, "lr": 3e-3, "backbone_lr": 3e-3, **train})
 
 
 @pytest.fixture(scope="module")

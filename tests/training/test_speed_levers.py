@@ -8,23 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 from pydantic import ValidationError
+from tiny_runs import tiny_config as shared_tiny_config
 from torch import nn
 
-from funduslab.config import TrainConfig, config_from_dict
+from funduslab.config import RunConfig, TrainConfig, config_from_dict
 from funduslab.training import fit
 from funduslab.training.module import FundusTask, resize_images
 from funduslab.training.runner import run
 
 
-def tiny_config(data: Path, out: Path, name: str, **train) -> object:
-    settings = {"setup": "full", "epochs": 2, "batch_size": 16, "lr": 3e-3, "backbone_lr": 3e-3,
-                "precision": "32", "warmup_epochs": 0, **train}
-    return config_from_dict({
-        "data": {"root": str(data), "image_size": 32, "cache_dir": str(out / "cache")},
-        "model": {"backbone": "tiny_cnn", "weights": "none"},
-        "train": settings,
-        "output": {"out": str(out), "name": name, "team": "unit", "task": "1-3", "figures": False},
-    })
+def tiny_config(data: Path, out: Path, name: str, **train) -> RunConfig:
+    return shared_tiny_config(data, out, name,
+                              **{"epochs": 2, "lr": 3e-3, "backbone_lr": 3e-3, **train})
 
 
 def test_freeze_stages_keeps_stem_and_first_stage_and_their_batchnorm_fixed(
@@ -110,6 +105,7 @@ def test_resize_images_keeps_leading_dimensions_and_means():
 
 def test_auto_precision_keeps_depthwise_models_in_fp32_on_a_bf16_cpu(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     depthwise = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=8))
     dense = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=2))
     assert fit.has_depthwise_convolutions(depthwise)
@@ -119,6 +115,16 @@ def test_auto_precision_keeps_depthwise_models_in_fp32_on_a_bf16_cpu(monkeypatch
     assert fit.resolve_precision("bf16-mixed", "cpu", depthwise) == "bf16-mixed"  # asked for
     assert not fit.evaluation_bf16(TrainConfig(accelerator="cpu"), depthwise)
 
+
+
+def test_kernels_capped_at_avx2_count_as_no_native_bf16(monkeypatch):
+    """ATEN_CPU_CAPABILITY=avx2 measures an AVX2-only VM's code paths: auto must pick fp32."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    dense = nn.Sequential(nn.Conv2d(3, 8, 3))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert fit.native_cpu_bf16() and fit.resolve_precision("auto", "cpu", dense) == "bf16-mixed"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert not fit.native_cpu_bf16() and fit.resolve_precision("auto", "cpu", dense) == "32"
 
 def _recipe_cfg(**parts):
     from funduslab.config import config_from_dict

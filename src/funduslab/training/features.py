@@ -41,7 +41,12 @@ from funduslab.data.cache_guard import entry_lock, entry_problem, read_seal, sea
 from funduslab.models.classifier import FundusModel
 from funduslab.models.dual import DualFundusModel
 from funduslab.training.context import RunContext, SplitData
-from funduslab.training.fit import evaluation_bf16, evaluation_device, fit_task
+from funduslab.training.fit import (
+    evaluation_bf16,
+    evaluation_device,
+    fit_task,
+    native_cpu_bf16,
+)
 from funduslab.training.module import FitOptions, task_class
 from funduslab.training.sample_weights import build_train_sampler
 
@@ -67,7 +72,7 @@ def extract_features(
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}, got {view!r}")
-    bf16 = _cpu_bf16() if bf16 is None else bf16
+    bf16 = native_cpu_bf16() if bf16 is None else bf16
     device = torch.device(device)
     modes = [(m, m.training) for m in model.modules()]
     home = next(model.parameters()).device
@@ -87,10 +92,6 @@ def extract_features(
 
 # The views of flip TTA, as training.predict.predict_logits takes them (NCHW).
 VIEWS = {"image": lambda x: x, "hflip": lambda x: x.flip(-1), "vflip": lambda x: x.flip(-2)}
-
-
-def _cpu_bf16() -> bool:
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
 def _cached(ctx: RunContext, model: FundusModel, split: SplitData, feature_map: bool,

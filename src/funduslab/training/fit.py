@@ -22,7 +22,7 @@ from funduslab.training.rng_state import RandomStateCheckpoint
 
 __all__ = [
     "HistoryWriter", "TrainingInterrupted", "evaluation_bf16", "evaluation_device", "fit_task",
-    "has_depthwise_convolutions", "resolve_accelerator",
+    "has_depthwise_convolutions", "native_cpu_bf16", "resolve_accelerator",
     "resolve_precision",
 ]
 
@@ -75,12 +75,21 @@ def resolve_precision(requested: str, accelerator: str, model: nn.Module | None 
     if accelerator == "gpu":
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() \
             else "16-mixed"
-    cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_amx_tile_supported", lambda: False
-    )()
     if model is not None and has_depthwise_convolutions(model):
         return "32"
-    return "bf16-mixed" if cpu_bf16 else "32"
+    return "bf16-mixed" if native_cpu_bf16() else "32"
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512-BF16 or AMX) and PyTorch may use it.
+
+    ``ATEN_CPU_CAPABILITY=avx2`` (with ``ONEDNN_MAX_CPU_ISA=AVX2``) caps the kernels at those of
+    an AVX2-only VM, where bf16 is emulated; ``auto`` then picks fp32 as it would there.
+    """
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"):
+        return False
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+                or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def has_depthwise_convolutions(model: nn.Module) -> bool:
@@ -154,9 +163,44 @@ def fit_task(
     ckpt_dir = run_dir / "checkpoints"
     accelerator = resolve_accelerator(cfg.accelerator)
     precision = resolve_precision(cfg.precision, accelerator, task.net)
+    monitor, mode = _monitor_and_mode(cfg, val_loader)
+    checkpoint, callbacks = _fit_callbacks(cfg, run_dir, train_loader, monitor, mode, progress)
+    trainer = _build_trainer(cfg, accelerator, precision, callbacks, run_dir, progress)
+    use_atomic_checkpoints(trainer)  # a full disk never leaves a truncated last.ckpt
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if ckpt_path:
+        log.info("resuming from %s", last)
+    _fit_or_raise_interrupted(trainer, task, train_loader, val_loader, ckpt_path, last, cfg.epochs)
+    best = checkpoint.best_model_path or str(last)
+    _warn_if_monitor_flat(run_dir / "history.csv", monitor)
+    _load_best_weights(task, best)
+    score = checkpoint.best_model_score
+    return {
+        "best_score": float(score) if score is not None else float("nan"),
+        "monitor": monitor,
+        "best_checkpoint": str(best),
+        "precision": precision,
+        "world_size": trainer.world_size,
+        "is_global_zero": trainer.is_global_zero,
+    }
+
+
+def _monitor_and_mode(cfg: TrainConfig, val_loader: DataLoader | None) -> tuple[str, str]:
+    """The logged metric that picks the best epoch, and whether higher or lower is better;
+    without a validation loader only the training loss is there to watch."""
     monitor, mode = _MONITOR_MODE[cfg.monitor]
     if val_loader is None:
-        monitor, mode = "train_loss", "min"
+        return "train_loss", "min"
+    return monitor, mode
+
+
+def _fit_callbacks(
+    cfg: TrainConfig, run_dir: Path, train_loader: DataLoader, monitor: str, mode: str,
+    progress: bool,
+) -> tuple[ModelCheckpoint, list[Callback]]:
+    """The best-epoch checkpoint, and every callback of the fit (that checkpoint first)."""
+    ckpt_dir = run_dir / "checkpoints"
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
         enable_version_counter=False,
@@ -176,7 +220,16 @@ def fit_task(
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=True))
-    trainer = L.Trainer(
+    return checkpoint, callbacks
+
+
+def _build_trainer(
+    cfg: TrainConfig, accelerator: str, precision: str, callbacks: list[Callback], run_dir: Path,
+    progress: bool,
+) -> L.Trainer:
+    """The Lightning Trainer of one fit: no logger (``history.csv`` comes from
+    :class:`HistoryWriter`), no model summary, no sanity validation."""
+    return L.Trainer(
         accelerator=accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
@@ -191,11 +244,14 @@ def fit_task(
         default_root_dir=run_dir,
         log_every_n_steps=10,
     )
-    use_atomic_checkpoints(trainer)  # a full disk never leaves a truncated last.ckpt
-    last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
-    if ckpt_path:
-        log.info("resuming from %s", last)
+
+
+def _fit_or_raise_interrupted(
+    trainer: L.Trainer, task: FundusTask, train_loader: DataLoader,
+    val_loader: DataLoader | None, ckpt_path: str | None, last: Path, epochs: int,
+) -> None:
+    """Run ``trainer.fit``; turn Lightning's silent exit on Ctrl-C into
+    :class:`TrainingInterrupted` saying what was kept and how to resume."""
     try:
         trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path)
     except SystemExit:
@@ -205,22 +261,14 @@ def fit_task(
         signal.signal(signal.SIGINT, signal.default_int_handler)
         done = "no epoch finished yet" if not last.is_file() else f"{last} holds the last epoch"
         raise TrainingInterrupted(
-            f"training interrupted in epoch {trainer.current_epoch + 1} of {cfg.epochs}; {done}: "
+            f"training interrupted in epoch {trainer.current_epoch + 1} of {epochs}; {done}: "
             "run the same command again to resume") from None
-    best = checkpoint.best_model_path or str(last)
-    _warn_if_monitor_flat(run_dir / "history.csv", monitor)
+
+
+def _load_best_weights(task: FundusTask, best: str) -> None:
     if best and Path(best).is_file():
         state = torch.load(best, map_location="cpu", weights_only=False)  # our own file
         task.load_state_dict(state["state_dict"])
-    score = checkpoint.best_model_score
-    return {
-        "best_score": float(score) if score is not None else float("nan"),
-        "monitor": monitor,
-        "best_checkpoint": str(best),
-        "precision": precision,
-        "world_size": trainer.world_size,
-        "is_global_zero": trainer.is_global_zero,
-    }
 
 
 def _warn_if_monitor_flat(history: Path, monitor: str) -> None:
