@@ -143,8 +143,9 @@ class TrainConfig(_Strict):
     recipe: Literal["fast", "plain"] = Field(
         "fast",
         description="fast: a pretrained CNN's full fine-tune keeps its stem and first two "
-                    "stages frozen for the first half of the epochs, then trains every weight "
-                    "(knobs set explicitly win; funduslab.training.recipe); plain: knobs at 0",
+                    "stages frozen throughout (0.5 % of Lite0's weights) and trains the rest "
+                    "(knobs set explicitly win; funduslab.training.recipe); plain: every weight "
+                    "trains (knobs at 0)",
     )
     freeze_stages: int = Field(
         0, ge=0,
@@ -207,6 +208,8 @@ class TrainConfig(_Strict):
                 f"train.progressive_size={self.progressive_size} needs progressive_epochs in "
                 f"1 … epochs−1 (got {self.progressive_epochs} of {self.epochs}): the last epochs "
                 "must train at data.image_size, the size the model is evaluated at")
+        if self.freeze_epochs is not None and self.freeze_epochs >= self.epochs:
+            self.freeze_epochs = None  # never released: one spelling, so equal recipes compare equal
         if self.freeze_stages and self.freeze_epochs is not None and self.devices > 1:
             raise ValueError("train.freeze_epochs releases frozen stages mid-run, which DDP "
                              f"(devices={self.devices}) cannot do; set freeze_epochs: null")

@@ -141,9 +141,9 @@ def test_fast_recipe_fills_the_knobs_for_a_pretrained_cnn_fine_tune():
     from funduslab.training.recipe import resolve_recipe
 
     t = resolve_recipe(_recipe_cfg()).train
-    assert (t.freeze_stages, t.freeze_epochs, t.progressive_size) == (2, 4, 0)
+    assert (t.freeze_stages, t.freeze_epochs, t.progressive_size) == (2, None, 0)  # throughout
     t = resolve_recipe(_recipe_cfg(train={"epochs": 13, "setup": "two-stage"})).train
-    assert (t.freeze_stages, t.freeze_epochs) == (2, 6)
+    assert (t.freeze_stages, t.freeze_epochs) == (2, None)
 
 
 @pytest.mark.parametrize("parts", [
@@ -153,7 +153,7 @@ def test_fast_recipe_fills_the_knobs_for_a_pretrained_cnn_fine_tune():
     {"train": {"setup": "frozen"}},
     {"train": {"setup": "partial"}},
     {"train": {"epochs": 3}},
-    {"train": {"devices": 2}},  # DDP cannot release frozen stages mid-run
+    {"train": {"devices": 2}},  # measured on one device only
 ])
 def test_fast_recipe_leaves_other_runs_alone(parts):
     from funduslab.training.recipe import resolve_recipe
@@ -167,12 +167,31 @@ def test_knobs_set_explicitly_win_over_the_recipe():
 
     t = resolve_recipe(_recipe_cfg(train={"freeze_stages": 0, "progressive_size": 160,
                                           "progressive_epochs": 2})).train
-    assert (t.freeze_stages, t.freeze_epochs, t.progressive_size) == (0, 4, 160)
-    t = resolve_recipe(_recipe_cfg(train={"freeze_epochs": None})).train  # frozen throughout
-    assert (t.freeze_stages, t.freeze_epochs) == (2, None)
+    assert (t.freeze_stages, t.freeze_epochs, t.progressive_size) == (0, None, 160)
+    t = resolve_recipe(_recipe_cfg(train={"freeze_epochs": 3})).train  # released after 3
+    assert (t.freeze_stages, t.freeze_epochs) == (2, 3)
 
 
 def test_releasing_frozen_stages_is_refused_under_ddp():
     with pytest.raises(ValidationError, match="DDP"):
         TrainConfig(freeze_stages=2, freeze_epochs=3, devices=2)
     assert TrainConfig(freeze_stages=2, devices=2).freeze_epochs is None  # frozen throughout: fine
+
+
+def test_freeze_epochs_of_the_whole_run_is_spelled_null():
+    assert TrainConfig(epochs=8, freeze_stages=2, freeze_epochs=8).freeze_epochs is None
+    assert TrainConfig(epochs=8, freeze_stages=2, freeze_epochs=12).freeze_epochs is None
+    assert TrainConfig(epochs=8, freeze_stages=2, freeze_epochs=7).freeze_epochs == 7
+
+
+def test_a_run_under_the_recipe_matches_the_config_that_left_its_knobs_unset():
+    """Presets compare a finished run's saved (resolved) config with the row they would train."""
+    from funduslab.training.recipe import resolve_recipe
+    from funduslab.training.resume import config_differences
+
+    saved = resolve_recipe(_recipe_cfg())
+    assert config_differences(saved, _recipe_cfg()) == []
+    thawed = _recipe_cfg(train={"freeze_stages": 2, "freeze_epochs": 4})
+    assert config_differences(thawed, _recipe_cfg()) == ["train.freeze_epochs: 4 → None"]
+    every_weight = _recipe_cfg(train={"recipe": "plain"})
+    assert "train.freeze_stages: 0 → 2" in config_differences(every_weight, _recipe_cfg())

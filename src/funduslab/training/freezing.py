@@ -1,12 +1,11 @@
-"""Freezing the stem and first stages of a backbone for the first epochs of a fine-tune.
+"""Freezing the stem and first stages of a backbone during a fine-tune (all epochs or the first).
 
 On a 2-core CPU the backward pass through the high-resolution early blocks is the costliest
 part of a Lite0 training step: with the stem and two stages frozen, 256-px training on the
 course images ran at 35.7 images/s instead of 19.0 (``benchmarks/bench_throughput.py``,
-2-core Intel Xeon, 2026-12-05). Early ImageNet
-features (edges, colour blobs) need little adaptation, so the default recipe keeps them fixed
-while the rest of the network moves most, then lets every weight train for the last epochs:
-the run is still a full fine-tune.
+2-core Intel Xeon, 2026-12-05). Early ImageNet features (edges, colour blobs) need little
+adaptation and hold 0.5 % of Lite0's weights, so the default recipe keeps them fixed for the
+whole run; ``freeze_epochs`` releases them after that many epochs instead.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any
 
 from funduslab.config import RunConfig
 from funduslab.runs import RunFolder
+from funduslab.training.recipe import resolve_recipe
 
 __all__ = ["EVALUATION_ONLY", "check_resumable", "config_differences", "is_finished",
            "recipe_fields"]
@@ -61,8 +62,13 @@ def _saved_config(run_dir: Path) -> RunConfig:
 
 
 def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
-    """``["train.loss: 'bce' → 'focal'", …]`` for fields that change the fitted weights."""
-    a, b = _training_fields(old), _training_fields(new)
+    """``["train.loss: 'bce' → 'focal'", …]`` for fields that change the fitted weights.
+
+    ``old`` is a saved ``config.yaml`` (its recipe already resolved by the run that wrote it);
+    ``new`` gets its recipe resolved here, so a config that leaves the fast recipe's knobs unset
+    matches a run trained under them.
+    """
+    a, b = _training_fields(old), _training_fields(resolve_recipe(new))
     return [f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
 
