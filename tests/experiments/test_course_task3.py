@@ -42,3 +42,9 @@ def test_course_task3_quick_writes_table_and_task_weights(synth_course: Path, tm
     assert epochs == 2
     assert abs(throughput(linear) - epochs * n_train / seconds) < 1e-9
     assert f"{throughput(linear):.0f} |" in text.split("| linear |")[1].splitlines()[0] + " |"
+    # a record of results/ keeps no weights: its count comes from its config, and is the same
+    from funduslab.reporting.record import write_record
+
+    record = write_record(se, tmp_path / "records" / "se_s0")
+    assert not list(record.glob("*.pt"))
+    assert parameter_count(record) == parameter_count(se)

@@ -1,7 +1,10 @@
 """Experiment presets (``funduslab suite <name>``): the course tasks and the demo.
 
-A preset is a function ``(data, team, out, quick, seeds, source) -> Path`` (the results.md it
-wrote), registered by name in :data:`PRESETS`.
+A preset is a function ``(data, team, out, quick, seeds, source, sets, **options) -> Path`` (the
+results.md it wrote), registered by name in :data:`PRESETS`. Inside, it is data: a
+:class:`~funduslab.experiments.study.Study` (base config, rows of overrides, seeds, a quick
+overlay, an optional combine step, a renderer) run by
+:func:`~funduslab.experiments.study.run_study`.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +23,14 @@ __all__ = ["PRESETS", "parse_preset_options", "run_preset"]
 PRESETS: Registry = Registry("preset")
 
 
-def run_preset(name: str, **kwargs: Any) -> Path:
-    """Run a registered preset (``ValueError`` lists the valid names)."""
-    return PRESETS.get(name)(**kwargs)
+def run_preset(name: str, sets: Sequence[str] = (), **kwargs: Any) -> Path:
+    """Run a registered preset (``ValueError`` lists the valid names).
+
+    ``sets`` are ``key=value`` config overrides with dotted keys (``train.epochs=6``) laid over
+    every row of the preset's study, after its quick overlay; an unknown key raises
+    ``ValueError`` listing the valid keys of its section.
+    """
+    return PRESETS.get(name)(sets=tuple(sets), **kwargs)
 
 
 def parse_preset_options(name: str, pairs: list[str]) -> dict[str, Any]:
@@ -34,7 +43,7 @@ def parse_preset_options(name: str, pairs: list[str]) -> dict[str, Any]:
     """
     preset = PRESETS.get(name)
     params = inspect.signature(preset).parameters
-    fixed = {"data", "team", "out", "quick", "seeds", "source"}
+    fixed = {"data", "team", "out", "quick", "seeds", "source", "sets"}
     allowed = {k: p for k, p in params.items() if k not in fixed}
     options: dict[str, Any] = {}
     for pair in pairs:

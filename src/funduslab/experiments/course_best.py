@@ -20,11 +20,12 @@ per-seed figures (``benchmarks/bench_course_best.py`` reads it).
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,14 +35,14 @@ from funduslab.config import DEFAULT_EPOCHS, RunConfig, atomic_write_text, confi
 from funduslab.data.adapters import load_table
 from funduslab.data.table import SampleTable
 from funduslab.experiments import PRESETS
-from funduslab.experiments.variants import merge_config
+from funduslab.experiments.study import Row, Study, StudyResult, merge_config, row_config, run_study
 from funduslab.metrics import course_average_f1, tune_thresholds
 from funduslab.reporting.tables import markdown_table, mean_std, split_scores
 from funduslab.runs import RunFolder, weights_filename
 from funduslab.training.runner import run
 
-__all__ = ["CANDIDATES", "QUICK", "REFERENCE", "Candidate", "candidate_config", "course_best",
-           "cross_fitted_val_f1"]
+__all__ = ["CANDIDATES", "QUICK", "REFERENCE", "Candidate", "best_study", "candidate_config",
+           "course_best", "cross_fitted_val_f1"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,45 @@ CANDIDATES: tuple[Candidate, ...] = (
 )
 
 
+_BY_NAME = {c.name: c for c in CANDIDATES}
+
+
+def _row(candidate: Candidate) -> Row:
+    return Row(candidate.name, candidate.note, candidate.overrides)
+
+
+def _with_source(row: Row, raw: dict[str, Any], source: Path | None, labels: list[str] | None,
+                 workers: int) -> dict[str, Any]:
+    """The source, as a row uses it, added to its merged config: joined to train, or stage 1
+    decoded like the target (the final image size and preprocessing)."""
+    candidate = _BY_NAME[row.name]
+    if not candidate.source:
+        return raw
+    if source is None:
+        raise ValueError(f"row {candidate.name!r} trains on the source dataset; pass --source "
+                         "(an odir5k layout such as ../shared/data/odir5k-source)")
+    chosen = candidate.source_labels or labels or ("D", "G", "A")
+    spec = {"adapter": "odir5k", "root": str(source), "options": {"labels": list(chosen)}}
+    if candidate.source == "join":
+        return merge_config(raw, {"data": {"extra_sources": [spec]}})
+    raw["train"]["source"] = {**spec, "image_size": raw["data"]["image_size"],
+                              "preprocess": raw["data"].get("preprocess", "none"),
+                              "num_workers": workers}
+    return raw
+
+
+def best_study(candidates: Sequence[Candidate], source: Path | None = None,
+               labels: list[str] | None = None, workers: int = 0,
+               combine: Any = None, render: Any = None) -> Study:
+    """The study training ``candidates`` (a re-evaluating row is its combine step's, not a
+    study row: it trains nothing)."""
+    base = merge_config(REFERENCE, {"data": {"num_workers": workers},
+                                    "output": {"figures": True}})
+    return Study("course-best", base, tuple(_row(c) for c in candidates),
+                 render or (lambda result: ""), quick=QUICK, combine=combine,
+                 finish=partial(_with_source, source=source, labels=labels, workers=workers))
+
+
 def candidate_config(
     candidate: Candidate, data: Path, out: Path, seed: int, *, quick: bool = False,
     source: Path | None = None, labels: list[str] | None = None, workers: int = 0,
@@ -129,27 +169,8 @@ def candidate_config(
     Raises:
         ValueError: the row uses the source and ``source`` is ``None``; a bad field.
     """
-    raw = merge_config(REFERENCE, {"data": {"root": str(data), "num_workers": workers},
-                             "output": {"out": str(out), "figures": True}})
-    raw = merge_config(raw, candidate.overrides)
-    if quick:
-        raw = merge_config(raw, QUICK)
-    if candidate.source:
-        if source is None:
-            raise ValueError(f"row {candidate.name!r} trains on the source dataset; pass --source "
-                             "(an odir5k layout such as ../shared/data/odir5k-source)")
-        chosen = candidate.source_labels or labels or ("D", "G", "A")
-        spec = {"adapter": "odir5k", "root": str(source), "options": {"labels": list(chosen)}}
-        if candidate.source == "join":
-            raw = merge_config(raw, {"data": {"extra_sources": [spec]}})
-        else:  # two-stage: the source decoded like the target
-            raw["train"]["source"] = {**spec, "image_size": raw["data"]["image_size"],
-                                      "preprocess": raw["data"].get("preprocess", "none"),
-                                      "num_workers": workers}
-    raw = merge_config(raw, {"train": {"seed": seed},
-                       "output": {"name": f"{candidate.name}_s{seed}", "team": None,
-                                  "task": None}})
-    return config_from_dict(raw, origin=f"course-best row {candidate.name!r}")
+    study = best_study([candidate], source, labels, workers)
+    return row_config(study, study.rows[0], data, out, seed, quick=quick)
 
 
 def _tuned_config(trained: Path, name: str, seed: int) -> RunConfig:
@@ -297,7 +318,7 @@ def _plan(rows: str, source: Path | None) -> tuple[list[Candidate], dict[str, st
 def course_best(
     data: Path, team: str = "funduslab", out: Path = Path("runs/course_best"),
     quick: bool = False, seeds: list[int] | None = None, source: Path | None = None,
-    rows: str = "", task: str = "4", workers: int = 0,
+    rows: str = "", task: str = "4", workers: int = 0, sets: Sequence[str] = (),
 ) -> Path:
     """Train every candidate for every seed, choose one on val, write ``<out>/results.md``.
 
@@ -312,44 +333,55 @@ def course_best(
         rows: Comma-separated subset of rows (the reference always runs); empty runs all.
         task: Course task id in the weights' name (``4`` → ``<team>_task4.pt``).
         workers: DataLoader workers (``data.num_workers``; GPU machines: 4–8).
+        sets: ``key=value`` config overrides of every trained row (``train.epochs=6``).
 
     Raises:
         ValueError: an unknown row, a source row asked for without ``--source``.
         FileNotFoundError: ``data`` or ``source`` does not exist.
     """
-    seeds = list(seeds) if seeds else [0, 1, 2]
     out, data = Path(out), Path(data)
     for what, path in (("--data", data), ("--source", source)):
         if path is not None and not Path(path).exists():
             raise FileNotFoundError(f"{what} {path} does not exist")
     plan, skipped = _plan(rows, source)
     table = load_table("odir_course", data)
-    configs = {c.name: [candidate_config(c, data, out, s, quick=quick, source=source,
-                                         labels=table.label_names, workers=workers)
-                        for s in seeds] for c in plan if not c.thresholds_of}  # all valid first
-    runs: dict[str, list[Path]] = {}
+    weights = out / weights_filename(team, task)
+    combine = partial(_choose_and_deliver, plan=plan, skipped=skipped, table=table,
+                      weights=weights, source=source)
+    render = partial(_report, source=source, weights=weights)
+    study = best_study([c for c in plan if not c.thresholds_of], source, table.label_names,
+                       workers, combine, render)
+    return run_study(study, data, out, seeds, quick, sets)
+
+
+def _choose_and_deliver(result: StudyResult, plan: list[Candidate], skipped: dict[str, str],
+                        table: SampleTable, weights: Path, source: Path | None) -> dict[str, Any]:
+    """Re-evaluate the tuned-threshold rows, score every row, choose on val, copy the chosen
+    run's deliverables into ``out`` and write ``results.json``."""
+    runs = dict(result.runs)
     for c in plan:
         if c.thresholds_of:
-            runs[c.name] = [run(_tuned_config(d, c.name, s), progress=not quick)
-                            for d, s in zip(runs[c.thresholds_of], seeds)]
-        else:
-            runs[c.name] = [run(cfg, progress=not quick) for cfg in configs[c.name]]
+            runs[c.name] = [run(_tuned_config(d, c.name, s), progress=not result.quick)
+                            for d, s in zip(runs[c.thresholds_of], result.seeds)]
     results = {c.name: _figures(c, runs[c.name], table) for c in plan}
     for name, why in skipped.items():
-        c = next(x for x in CANDIDATES if x.name == name)
+        c = _BY_NAME[name]
         results[name] = {"runs": [], "val": [], TEST_SPLIT: [], "thresholds": "",
                          "extra_data": _extra_data(c), "note": c.note, "skipped": why}
-    order = [c.name for c in CANDIDATES if c.name in results]
-    results = {n: results[n] for n in order}
+    results = {c.name: results[c.name] for c in CANDIDATES if c.name in results}
     chosen = _choose(results)
-    weights = out / weights_filename(team, task)
-    best = _deliver(results, chosen, out, weights)
+    best = _deliver(results, chosen, result.out, weights)
     summary = {"metric": "course_average_f1", "test_split": TEST_SPLIT, "chosen": chosen,
                "chosen_run": str(best), "weights": str(weights),
                "reference": float(np.mean(results["reference"][TEST_SPLIT])),
-               "seeds": seeds, "source": str(source) if source else None, "rows": results}
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2))
-    path = out / "results.md"
-    atomic_write_text(path, _render(results, chosen, seeds, source, weights, quick))
-    log.info("wrote %s and results.json (chosen on val: %s)", path, chosen)
-    return path
+               "seeds": result.seeds, "source": str(source) if source else None,
+               "rows": results}
+    atomic_write_text(result.out / "results.json", json.dumps(summary, indent=2))
+    log.info("wrote results.json (chosen on val: %s)", chosen)
+    return {"rows": results, "chosen": chosen}
+
+
+def _report(result: StudyResult, source: Path | None, weights: Path) -> str:
+    combined = result.combined
+    return _render(combined["rows"], combined["chosen"], result.seeds, source, weights,
+                   result.quick)

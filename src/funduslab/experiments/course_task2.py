@@ -17,53 +17,46 @@ Losses live in :mod:`funduslab.losses`; the training order (``sampler``) is the 
 
 from __future__ import annotations
 
-import logging
+import dataclasses
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from funduslab.config import DEFAULT_EPOCHS, atomic_write_text
+from funduslab.config import DEFAULT_EPOCHS
 from funduslab.experiments import PRESETS
-from funduslab.experiments.variants import (
-    Variant,
-    base_course_config,
-    render_variant_table,
-    run_variants,
-    select_variants,
-    source_start_weights,
-)
+from funduslab.experiments.study import Row, StudyResult, select_rows
+from funduslab.experiments.variants import render_variant_table, run_course_study
 from funduslab.losses import ClassCounts, build_loss
 from funduslab.training.samplers import SAMPLERS
 
 __all__ = ["course_task2", "task2_variants"]
 
-log = logging.getLogger(__name__)
-
 ASL_OPTIONS: dict[str, float] = {"gamma_neg": 4.0, "gamma_pos": 1.0, "clip": 0.05}
 
 
-def task2_variants(gamma: float = 2.0, beta: float = 0.999) -> list[Variant]:
+def task2_variants(gamma: float = 2.0, beta: float = 0.999) -> tuple[Row, ...]:
     """The rows of the Task 2 table, in order: bce, focal (2-1), class_balanced (2-2), asymmetric.
 
     Args:
         gamma: Focusing parameter γ of the focal and class-balanced rows.
         beta: Effective-number β of the class-balanced row.
     """
-    return [
-        Variant("bce", {"train": {"loss": "bce"}}, None, "baseline: binary cross-entropy"),
-        Variant("focal", {"train": {"loss": "focal",
-                                    "loss_options": {"gamma": gamma, "alpha": None}}},
-                "2-1", f"sigmoid focal loss, γ={gamma:g}, no α"),
-        Variant("class_balanced",
-                {"train": {"loss": "class_balanced",
-                           "loss_options": {"beta": beta, "base": "focal", "gamma": gamma}}},
-                "2-2", f"class-balanced focal, β={beta:g}, γ={gamma:g}; weights per class and "
-                "polarity from the train counts"),
-        Variant("asymmetric", {"train": {"loss": "asymmetric", "loss_options": dict(ASL_OPTIONS)}},
-                None, f"asymmetric loss, γ⁻={ASL_OPTIONS['gamma_neg']:g}, "
-                f"γ⁺={ASL_OPTIONS['gamma_pos']:g}, margin {ASL_OPTIONS['clip']:g}"),
-    ]
+    return (
+        Row("bce", "baseline: binary cross-entropy", {"train": {"loss": "bce"}}),
+        Row("focal", f"sigmoid focal loss, γ={gamma:g}, no α",
+            {"train": {"loss": "focal", "loss_options": {"gamma": gamma, "alpha": None}}},
+            task="2-1"),
+        Row("class_balanced", f"class-balanced focal, β={beta:g}, γ={gamma:g}; weights per class "
+            "and polarity from the train counts",
+            {"train": {"loss": "class_balanced",
+                       "loss_options": {"beta": beta, "base": "focal", "gamma": gamma}}},
+            task="2-2"),
+        Row("asymmetric", f"asymmetric loss, γ⁻={ASL_OPTIONS['gamma_neg']:g}, "
+            f"γ⁺={ASL_OPTIONS['gamma_pos']:g}, margin {ASL_OPTIONS['clip']:g}",
+            {"train": {"loss": "asymmetric", "loss_options": dict(ASL_OPTIONS)}}),
+    )
 
 
 @PRESETS.register("course-task2")
@@ -73,7 +66,7 @@ def course_task2(
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
     epochs: int = DEFAULT_EPOCHS, sampler: str = "random", gamma: float = 2.0, beta: float = 0.999,
     rows: str = "",
-    baseline_runs: str = "",
+    baseline_runs: str = "", sets: Sequence[str] = (),
 ) -> Path:
     """Run every Task 2 loss for every seed; write ``<out>/results.md``; return its path.
 
@@ -97,39 +90,38 @@ def course_task2(
         baseline_runs: Glob of finished run folders to use as the ``bce`` row instead of
             training it (e.g. the engine benchmark's seeds); each must have been trained under
             exactly the row's recipe for its seed, else a ``ValueError`` names the differences.
+        sets: ``key=value`` config overrides of every row (``train.epochs=6``).
     """
-    seeds = list(seeds) if seeds else [0, 1, 2]
-    out = Path(out)
-    size = 64 if quick else image_size
-    variants = select_variants(task2_variants(gamma, beta), rows)
+    chosen = select_rows(task2_variants(gamma, beta), rows, "course-task2")
     SAMPLERS.get(sampler)  # an unknown sampler or a bad γ/β fails here, before any training
-    for variant in variants:
-        train = variant.overrides["train"]
+    for row in chosen:
+        train = row.overrides["train"]
         build_loss(train["loss"], ClassCounts(np.ones(1), np.ones(1)),
                    **train.get("loss_options", {}))
-    weights = source_start_weights(source, backbone, weights, out, quick, image_size, seeds[0])
-    base: dict[str, Any] = base_course_config(Path(data), out, quick, backbone=backbone,
-                                              weights=weights, image_size=image_size,
-                                              epochs=epochs)
-    base["train"]["sampler"] = sampler
-    reuse = {"bce": baseline_runs} if baseline_runs else None
-    results = run_variants(base, variants, seeds, team=team, progress=not quick, reuse=reuse)
-    asl = ASL_OPTIONS
+    if baseline_runs:
+        chosen = tuple(dataclasses.replace(r, reuse=baseline_runs) if r.name == "bce" else r
+                       for r in chosen)
+    render = partial(_render, gamma=gamma, beta=beta, baseline_runs=baseline_runs)
+    return run_course_study(
+        "course-task2", chosen, render, data, out, team=team, quick=quick, seeds=seeds,
+        source=source, sets=sets, backbone=backbone, weights=weights, image_size=image_size,
+        epochs=epochs, overrides={"train": {"sampler": sampler}})
+
+
+def _render(result: StudyResult, gamma: float, beta: float, baseline_runs: str) -> str:
+    cfg, asl = result.config(), ASL_OPTIONS
     intro = (
-        f"Backbone {backbone} ({weights} start), {size} px, full fine-tuning for "
-        f"{base['train']['epochs']} epochs, sampler `{sampler}`; only the training loss changes "
-        f"between rows. Focal: γ={gamma:g}, no α (Lin et al. 2017). Class-balanced: β={beta:g} "
-        f"on the focal term with γ={gamma:g} (Cui et al. 2019); one weight per disease for its "
-        "positives and one for its negatives, from the train split's counts, jointly scaled to "
-        f"mean 1. Asymmetric: γ⁻={asl['gamma_neg']:g}, γ⁺={asl['gamma_pos']:g}, probability "
-        f"margin {asl['clip']:g} (Ridnik et al. 2021). Decision thresholds: 0.5, and per-class "
-        "thresholds tuned on val only (the test split is never used to choose anything)."
+        f"Backbone {cfg.model.backbone} ({cfg.model.weights} start), {cfg.data.image_size} px, "
+        f"full fine-tuning for {cfg.train.epochs} epochs, sampler `{cfg.train.sampler}`; only "
+        f"the training loss changes between rows. Focal: γ={gamma:g}, no α (Lin et al. 2017). "
+        f"Class-balanced: β={beta:g} on the focal term with γ={gamma:g} (Cui et al. 2019); one "
+        "weight per disease for its positives and one for its negatives, from the train split's "
+        f"counts, jointly scaled to mean 1. Asymmetric: γ⁻={asl['gamma_neg']:g}, "
+        f"γ⁺={asl['gamma_pos']:g}, probability margin {asl['clip']:g} (Ridnik et al. 2021). "
+        "Decision thresholds: 0.5, and per-class thresholds tuned on val only (the test split is "
+        "never used to choose anything)."
         + (f" The bce row reuses finished runs `{baseline_runs}`, checked to have been trained "
            "under this exact recipe and seed." if baseline_runs else "")
     )
-    text = render_variant_table("Course Task 2 — losses for class imbalance (offsite test)",
-                                results, seeds, intro)
-    path = out / "results.md"
-    atomic_write_text(path, text)
-    log.info("wrote %s", path)
-    return path
+    return render_variant_table("Course Task 2 — losses for class imbalance (offsite test)",
+                                result, intro)

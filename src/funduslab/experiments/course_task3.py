@@ -10,60 +10,62 @@ parameter count and its training throughput, so a gain can be weighed against it
 
 from __future__ import annotations
 
-import logging
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from funduslab.config import DEFAULT_EPOCHS, atomic_write_text
+from funduslab.config import DEFAULT_EPOCHS
 from funduslab.experiments import PRESETS
+from funduslab.experiments.study import Row, StudyResult, resolve_base, select_rows
 from funduslab.experiments.variants import (
-    Variant,
-    base_course_config,
+    COURSE_QUICK,
+    course_recipe,
     render_variant_table,
-    run_variants,
-    select_variants,
-    source_start_weights,
+    run_course_study,
 )
 from funduslab.models.backbones import backbone_info, create_backbone
 from funduslab.runs import RunFolder
 
 __all__ = ["course_task3", "parameter_count", "task3_variants", "throughput"]
 
-log = logging.getLogger(__name__)
 
-
-def task3_variants(num_levels: int) -> list[Variant]:
+def task3_variants(num_levels: int) -> tuple[Row, ...]:
     """The rows of the Task 3 table; ``num_levels`` = the backbone's SE insertion points
     (0 for ViT/Swin, which drops the ``se_stages`` row)."""
-    variants = [
-        Variant("linear", {}, None, "baseline: linear head on the pooled features"),
-        Variant("se", {"model": {"head": "se"}}, "3-1",
-                "SE (r=16) on the last feature map → pool → linear"),
-        Variant("mha", {"model": {"head": "mha"}}, "3-2",
-                "1 pre-norm self-attention block over the spatial tokens (dim 256, 4 heads, "
-                "2-D sine positions) → mean pool → linear"),
-        Variant("class_query", {"model": {"head": "class_query"}}, None,
-                "one learned query per disease cross-attending over the tokens (Query2Label)"),
-        Variant("cbam", {"model": {"head": "cbam"}}, None,
-                "CBAM (channel + spatial gate) → pool → linear"),
-    ]
-    if num_levels:
-        levels = list(range(1, num_levels + 1))
-        variants.append(Variant(
-            "se_stages", {"model": {"attention_stages": levels}}, None,
-            f"identity-initialised SE after backbone feature levels {levels}; linear head"))
-    return variants
+    rows = (
+        Row("linear", "baseline: linear head on the pooled features"),
+        Row("se", "SE (r=16) on the last feature map → pool → linear", {"model": {"head": "se"}},
+            task="3-1"),
+        Row("mha", "1 pre-norm self-attention block over the spatial tokens (dim 256, 4 heads, "
+            "2-D sine positions) → mean pool → linear", {"model": {"head": "mha"}}, task="3-2"),
+        Row("class_query", "one learned query per disease cross-attending over the tokens "
+            "(Query2Label)", {"model": {"head": "class_query"}}),
+        Row("cbam", "CBAM (channel + spatial gate) → pool → linear", {"model": {"head": "cbam"}}),
+    )
+    if not num_levels:
+        return rows
+    levels = list(range(1, num_levels + 1))
+    return (*rows, Row("se_stages", f"identity-initialised SE after backbone feature levels "
+                       f"{levels}; linear head", {"model": {"attention_stages": levels}}))
 
 
 def parameter_count(run_dir: Path) -> int:
-    """Trainable-architecture parameters of the model saved in ``run_dir`` (buffers excluded)."""
-    from funduslab.models.factory import model_from_checkpoint
+    """Trainable-architecture parameters of the model of ``run_dir`` (buffers excluded).
 
-    weights = RunFolder(run_dir).weights
-    if weights is None:
-        raise FileNotFoundError(f"no weights (*.pt) in {run_dir}; rerun the variant")
-    return sum(p.numel() for p in model_from_checkpoint(weights).parameters())
+    From its saved weights, or, for a record of ``results/`` (which keeps no weights), from a
+    model built afresh from its ``config.yaml``: the same architecture, so the same count.
+    """
+    from funduslab.models.factory import build_model, model_from_checkpoint
+
+    folder = RunFolder(run_dir)
+    if folder.weights is not None:
+        model = model_from_checkpoint(folder.weights)
+    else:
+        cfg = folder.run_config
+        model = build_model(cfg.model.model_copy(update={"weights": "none"}),
+                            len(folder.label_names), cfg.data.image_size)
+    return sum(p.numel() for p in model.parameters())
 
 
 def throughput(run_dir: Path) -> float:
@@ -85,13 +87,13 @@ def throughput(run_dir: Path) -> float:
     return epochs * n_train / seconds if seconds > 0 else math.nan
 
 
-def _cost_columns(results: list[tuple[Variant, list[Path]]]) -> dict[str, dict[str, str]]:
+def _cost_columns(result: StudyResult) -> dict[str, dict[str, str]]:
     params: dict[str, str] = {}
     speed: dict[str, str] = {}
-    for variant, run_dirs in results:
-        params[variant.name] = f"{parameter_count(run_dirs[0]) / 1e6:.3f} M"
+    for name, run_dirs in result.runs.items():
+        params[name] = f"{parameter_count(run_dirs[0]) / 1e6:.3f} M"
         rates = [throughput(d) for d in run_dirs]
-        speed[variant.name] = f"{sum(rates) / len(rates):.0f}"
+        speed[name] = f"{sum(rates) / len(rates):.0f}"
     return {"parameters": params, "train images/s": speed}
 
 
@@ -101,6 +103,7 @@ def course_task3(
     seeds: list[int] | None = None, source: Path | None = None,
     backbone: str = "tf_efficientnet_lite0", weights: str = "imagenet", image_size: int = 256,
     epochs: int = DEFAULT_EPOCHS, rows: str = "", baseline_runs: str = "",
+    sets: Sequence[str] = (),
 ) -> Path:
     """Run every Task 3 variant for every seed; write ``<out>/results.md``; return its path.
 
@@ -119,29 +122,28 @@ def course_task3(
         rows: Comma-separated subset of rows to run (e.g. ``se,mha``); empty runs all.
         baseline_runs: Glob of finished run folders to use as the ``linear`` row instead of
             training it; each must match the row's recipe for its seed (checked).
+        sets: ``key=value`` config overrides of every row (``train.epochs=6``).
     """
-    seeds = list(seeds) if seeds else [0, 1, 2]
-    out = Path(out)
-    size = 64 if quick else image_size
-    num_levels = len(backbone_info(create_backbone(backbone, "none", img_size=size)).se_points)
-    variants = select_variants(task3_variants(num_levels), rows)
-    weights = source_start_weights(source, backbone, weights, out, quick, image_size, seeds[0])
-    base: dict[str, Any] = base_course_config(Path(data), out, quick, backbone=backbone,
-                                              weights=weights, image_size=image_size,
-                                              epochs=epochs)
-    reuse = {"linear": baseline_runs} if baseline_runs else None
-    results = run_variants(base, variants, seeds, team=team, reuse=reuse,
-                           progress=not quick)
+    recipe = resolve_base(course_recipe(backbone, image_size=image_size), COURSE_QUICK, quick,
+                          sets)  # the backbone as the rows will build it
+    net, size = recipe["model"]["backbone"], recipe["data"]["image_size"]
+    num_levels = len(backbone_info(create_backbone(net, "none", img_size=size)).se_points)
+    chosen = tuple(replace(r, reuse=baseline_runs if r.name == "linear" else "")
+                   for r in select_rows(task3_variants(num_levels), rows, "course-task3"))
+    return run_course_study(
+        "course-task3", chosen, _render, data, out, team=team, quick=quick, seeds=seeds,
+        source=source, sets=sets, backbone=backbone, weights=weights, image_size=image_size,
+        epochs=epochs)
+
+
+def _render(result: StudyResult) -> str:
+    cfg = result.config()
     intro = (
-        f"Backbone {backbone} ({weights} start), {size} px, full fine-tuning, the engine's "
-        "recipe; only the head (or SE blocks inside the backbone) changes between rows. "
-        "`parameters` counts the whole model; `train images/s` is epochs × training images ÷ "
-        "the run's fit wall time (incl. validation and data loading; the runner records no "
-        "per-image timing), mean over seeds, same machine for all rows."
+        f"Backbone {cfg.model.backbone} ({cfg.model.weights} start), {cfg.data.image_size} px, "
+        "full fine-tuning, the engine's recipe; only the head (or SE blocks inside the backbone) "
+        "changes between rows. `parameters` counts the whole model; `train images/s` is epochs × "
+        "training images ÷ the run's fit wall time (incl. validation and data loading; the "
+        "runner records no per-image timing), mean over seeds, same machine for all rows."
     )
-    text = render_variant_table("Course Task 3 — attention heads (offsite test)", results, seeds,
-                                intro, extra_columns=_cost_columns(results))
-    path = out / "results.md"
-    atomic_write_text(path, text)
-    log.info("wrote %s", path)
-    return path
+    return render_variant_table("Course Task 3 — attention heads (offsite test)", result, intro,
+                                extra_columns=_cost_columns(result))

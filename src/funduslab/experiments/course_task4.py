@@ -38,10 +38,12 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from funduslab.config import DEFAULT_EPOCHS, atomic_write_text, config_from_dict
+from funduslab.config import DEFAULT_EPOCHS, RunConfig, atomic_write_text, config_from_dict
 from funduslab.experiments import PRESETS
 from funduslab.experiments.course_task4_report import (
     MethodResult,
@@ -51,13 +53,15 @@ from funduslab.experiments.course_task4_report import (
     save_best_weights,
     summary,
 )
-from funduslab.experiments.variants import (
-    Variant,
-    base_course_config,
-    run_variants,
-    select_variants,
-    source_start_weights,
+from funduslab.experiments.study import (
+    Row,
+    Study,
+    StudyResult,
+    merge_config,
+    resolve_base,
+    run_study,
 )
+from funduslab.experiments.variants import COURSE_QUICK, course_recipe, source_start_weights
 from funduslab.runs import RunFolder
 
 __all__ = ["TASK4_ROWS", "course_task4"]
@@ -68,6 +72,8 @@ _COMBINERS = ["max_voting", "soft_voting", "weighted", "stacking"]
 _TTA_COMBINERS = [f"tta_{c}" for c in _COMBINERS]
 TASK4_ROWS = ["single", "tta", *_COMBINERS, *_TTA_COMBINERS, "bagging", "boosting",
               "attention_guided", "vae", "vit", "swin"]
+#: ``--quick`` over the ``vae`` row's generator: 32 px, 1 epoch.
+VAE_QUICK: dict[str, Any] = {"image_size": 32, "epochs": 1}
 _TRANSFORMERS = {"vit": ("vit_small_patch16_224", "tiny_vit"),
                  "swin": ("swin_tiny_patch4_window7_224", "tiny_swin")}
 
@@ -115,9 +121,9 @@ def _vae_folder(data: Path, out: Path, quick: bool, ratio: float, n_train: int, 
             return folder, _generation_seconds(folder)
     except (FileNotFoundError, ValueError):
         pass
-    generate_from_dataset(data, folder, image_size=32 if quick else size, per_class=per_class,
-                          classes=classes, training=VAETraining(epochs=1 if quick else epochs,
-                                                                seed=seed))
+    vae = merge_config({"image_size": size, "epochs": epochs}, VAE_QUICK if quick else {})
+    generate_from_dataset(data, folder, image_size=vae["image_size"], per_class=per_class,
+                          classes=classes, training=VAETraining(epochs=vae["epochs"], seed=seed))
     return folder, _generation_seconds(folder)
 
 
@@ -131,24 +137,24 @@ def _generation_seconds(folder: Path) -> float:
     return float(sum(seconds.values()))
 
 
-def _method_variants(consistency: float, vae_folder: str | None, vae_ratio: float,
-                     transformer: dict[str, tuple[str, str, int]]) -> dict[str, Variant]:
-    variants = {
-        "single": Variant("single", {}, None, "the engine's full fine-tuning recipe"),
-        "attention_guided": Variant(
-            "attention_guided", {"train": {"attention_consistency": consistency}}, None,
-            f"+ flip-consistent Grad-CAM loss, λ={consistency:g}"),
+def _method_rows(wanted: list[str], consistency: float, vae_folder: str | None,
+                 vae_ratio: float, transformer: dict[str, Row], members: str) -> tuple[Row, ...]:
+    """The wanted rows trained through the engine, in order (``single`` from ``members`` when
+    given: existing runs stand in for it)."""
+    rows = {
+        "single": Row("single", "the engine's full fine-tuning recipe"),
+        "attention_guided": Row("attention_guided",
+                                f"+ flip-consistent Grad-CAM loss, λ={consistency:g}",
+                                {"train": {"attention_consistency": consistency}}),
+        **transformer,
     }
+    if members:
+        rows["single"] = Row("single", f"existing runs: {members}",
+                             runs=tuple(_member_globs(members)))
     if vae_folder is not None:
-        variants["vae"] = Variant(
-            "vae", {"data": {"extra_train": vae_folder, "extra_train_ratio": vae_ratio}}, None,
-            f"+ VAE images in train, {vae_ratio:g} per real image")
-    for row, (name, weights, size) in transformer.items():
-        variants[row] = Variant(
-            row, {"model": {"backbone": name, "weights": weights},
-                  "data": {"image_size": size}, "train": {"layer_decay": 0.75}}, None,
-            f"{name}, weights {weights}, {size} px, layer decay 0.75")
-    return variants
+        rows["vae"] = Row("vae", f"+ VAE images in train, {vae_ratio:g} per real image",
+                          {"data": {"extra_train": vae_folder, "extra_train_ratio": vae_ratio}})
+    return tuple(rows[r] for r in wanted if r in rows)
 
 
 @PRESETS.register("course-task4")
@@ -159,6 +165,7 @@ def course_task4(
     epochs: int = DEFAULT_EPOCHS, rows: str = "", members: str = "", resampled_members: int = 3,
     consistency: float = 0.5, vae_ratio: float = 0.5, vae_size: int = 128, vae_epochs: int = 30,
     transformer_weights: str = "imagenet", transformer_size: int = 224,
+    sets: Sequence[str] = (),
 ) -> Path:
     """Run the Task 4 methods; write ``<out>/results.md`` (and its figures as ``results.json``);
     return the Markdown file's path.
@@ -185,26 +192,28 @@ def course_task4(
         vae_epochs: VAE training epochs.
         transformer_weights: Starting weights of the ``vit``/``swin`` rows.
         transformer_size: Their resolution (224, or 256 with resampled position embeddings).
+        sets: ``key=value`` config overrides of every trained row (``train.epochs=6``).
     """
-    seeds = list(seeds) if seeds else [0, 1, 2]
     out, data = Path(out), Path(data)
     wanted = _wanted_rows(rows, resampled_members)
-    start = source_start_weights(source, backbone, weights, out, quick, image_size, seeds[0])
-    base = base_course_config(data, out, quick, backbone=backbone, weights=start,
-                              image_size=image_size, epochs=epochs)
     transformer, skipped = _transformer_rows(wanted, quick, transformer_weights,
-                                             transformer_size)
+                                             transformer_size, sets)
+    start = source_start_weights(source, backbone, weights, out, quick, image_size,
+                                 (seeds or [0])[0])
+    base = course_recipe(backbone, start, image_size, epochs)
     vae_folder, vae_seconds = None, 0.0
     if "vae" in wanted:
-        n_train = len(config_and_train_ids(base))
+        placed = merge_config(base, {"data": {"root": str(data)}, "output": {"out": str(out)}})
+        n_train = len(config_and_train_ids(placed))
         folder, vae_seconds = _vae_folder(data, out, quick, vae_ratio, n_train, vae_size,
-                                          vae_epochs, seeds[0])
+                                          vae_epochs, (seeds or [0])[0])
         vae_folder = str(folder)
-    variants = _method_variants(consistency, vae_folder, vae_ratio, transformer)
-    results = _trained_results(wanted, variants, skipped, members, base, seeds, quick,
-                               vae_seconds)
-    _derived_results(results, wanted, base, seeds[0], resampled_members, out, quick)
-    return _write_results(results, wanted, base, seeds, out, team)
+    trained = _method_rows(wanted, consistency, vae_folder, vae_ratio, transformer, members)
+    combine = partial(_results, wanted=wanted, skipped=skipped, vae_seconds=vae_seconds,
+                      resampled_members=resampled_members, team=team)
+    study = Study("course-task4", base, trained, partial(_report, wanted=wanted),
+                  quick=COURSE_QUICK, combine=combine)
+    return run_study(study, data, out, seeds, quick, sets, team)
 
 
 def _wanted_rows(rows: str, resampled_members: int) -> list[str]:
@@ -222,49 +231,66 @@ def _wanted_rows(rows: str, resampled_members: int) -> list[str]:
 
 
 def _transformer_rows(wanted: list[str], quick: bool, transformer_weights: str,
-                      transformer_size: int) -> tuple[dict[str, tuple[str, str, int]],
-                                                      dict[str, str]]:
-    """The wanted ``vit``/``swin`` rows as (timm name, weights, size), and those skipped (why)."""
-    transformer: dict[str, tuple[str, str, int]] = {}
+                      transformer_size: int, sets: Sequence[str]) -> tuple[dict[str, Row],
+                                                                           dict[str, str]]:
+    """The wanted ``vit``/``swin`` rows (``--quick``: the tiny ones, no weights, 64 px), and
+    those skipped with why (ImageNet weights asked for but not reachable)."""
+    transformer: dict[str, Row] = {}
     skipped: dict[str, str] = {}
     for row in ("vit", "swin"):
-        if row in wanted:
-            name = _TRANSFORMERS[row][1 if quick else 0]
-            t_weights = "none" if quick else transformer_weights
-            t_size = 64 if quick else transformer_size
-            problem = _transformer_weights_problem(name, t_weights, t_size)
-            if problem:
-                skipped[row] = problem
-            else:
-                transformer[row] = (name, t_weights, t_size)
+        if row not in wanted:
+            continue
+        big, tiny = _TRANSFORMERS[row]
+        raw = resolve_base(
+            {"model": {"backbone": big, "weights": transformer_weights},
+             "data": {"image_size": transformer_size}},
+            {"model": {"backbone": tiny, "weights": "none"}, "data": {"image_size": 64}},
+            quick, sets)
+        name, t_weights, t_size = (raw["model"]["backbone"], raw["model"]["weights"],
+                                   raw["data"]["image_size"])
+        problem = _transformer_weights_problem(name, t_weights, t_size)
+        if problem:
+            skipped[row] = problem
+            continue
+        transformer[row] = Row(
+            row, f"{name}, weights {t_weights}, {t_size} px, layer decay 0.75",
+            {"model": {"backbone": name, "weights": t_weights}, "data": {"image_size": t_size},
+             "train": {"layer_decay": 0.75}})
     return transformer, skipped
 
 
-def _trained_results(wanted: list[str], variants: dict[str, Variant], skipped: dict[str, str],
-                     members: str, base: dict[str, Any], seeds: list[int], quick: bool,
-                     vae_seconds: float) -> dict[str, MethodResult]:
-    """The rows trained through the engine once per seed (or ``single`` from ``members``)."""
+def _results(result: StudyResult, wanted: list[str], skipped: dict[str, str],
+             vae_seconds: float, resampled_members: int, team: str) -> dict[str, Any]:
+    """Every row's :class:`MethodResult` (trained, then combined on ``single``), the val-best
+    row's weights saved as ``<team>_task4.pt``, and ``results.json``."""
     results: dict[str, MethodResult] = {}
-    member_dirs = _member_globs(members) if members else []
     for row in wanted:
-        variant = variants.get(row)
         if row in skipped:
             results[row] = MethodResult(row, "", skipped=skipped[row])
-        elif row == "single" and member_dirs:
-            results[row] = MethodResult(row, f"existing runs: {members}", member_dirs,
-                                        sum(run_seconds(d) for d in member_dirs))
-        elif variant is not None:
-            _, run_dirs = run_variants(base, select_variants([variant], row), seeds,
-                                       progress=not quick)[0]
+        elif row in result.runs:
+            run_dirs = result.runs[row]
             seconds = sum(run_seconds(d) for d in run_dirs)
-            if row == "vae":
-                seconds += vae_seconds
-            results[row] = MethodResult(row, variant.note, run_dirs, seconds)
-    return results
+            results[row] = MethodResult(row, result.row(row).note, run_dirs,
+                                        seconds + (vae_seconds if row == "vae" else 0.0))
+    single = result.config("single")
+    base = single.model_copy(update={"output": single.output.model_copy(
+        update={"name": "run", "team": None, "task": None})})
+    _derived_results(results, wanted, base, resampled_members, result.out, result.quick)
+    best = best_by_val(results)
+    save_best_weights(results[best], result.out, team)
+    atomic_write_text(result.out / "results.json",
+                      json.dumps(summary(results, wanted, best), indent=2))
+    return {"results": results, "best": best}
 
 
-def _derived_results(results: dict[str, MethodResult], wanted: list[str], base: dict[str, Any],
-                     seed: int, resampled_members: int, out: Path, quick: bool) -> None:
+def _report(result: StudyResult, wanted: list[str]) -> str:
+    combined = result.combined
+    return render_results(combined["results"], wanted, combined["best"],
+                          result.config("single").model_dump(mode="json"), result.seeds)
+
+
+def _derived_results(results: dict[str, MethodResult], wanted: list[str], base: RunConfig,
+                     resampled_members: int, out: Path, quick: bool) -> None:
     """Add the combiner, TTA and resampled-ensemble rows to ``results`` (built on ``single``)."""
     singles = results["single"].run_dirs
     tta: MethodResult | None = None
@@ -272,7 +298,7 @@ def _derived_results(results: dict[str, MethodResult], wanted: list[str], base: 
         if row in _COMBINERS:
             results[row] = _combine(row, singles, out)
         elif row in ("bagging", "boosting"):
-            results[row] = _resampled(row, base, seed, resampled_members, out, quick)
+            results[row] = _resampled(row, base, resampled_members, out, quick)
         elif row == "tta" or row in _TTA_COMBINERS:
             tta = tta or _with_tta(singles, out, progress=not quick)
             if row == "tta":
@@ -282,19 +308,6 @@ def _derived_results(results: dict[str, MethodResult], wanted: list[str], base: 
                                     note_extra=" with flip TTA")
                 combined.seconds += tta.seconds
                 results[row] = combined
-
-
-def _write_results(results: dict[str, MethodResult], wanted: list[str], base: dict[str, Any],
-                   seeds: list[int], out: Path, team: str) -> Path:
-    """Save the val-best method's weights, ``results.json`` and ``results.md`` (returned)."""
-    best = best_by_val(results)
-    save_best_weights(results[best], out, team)
-    text = render_results(results, wanted, best, base, seeds)
-    atomic_write_text(out / "results.json", json.dumps(summary(results, wanted, best), indent=2))
-    path = out / "results.md"
-    atomic_write_text(path, text)
-    log.info("wrote %s and results.json", path)
-    return path
 
 
 def config_and_train_ids(raw: dict[str, Any]) -> list[str]:
@@ -342,12 +355,10 @@ def _with_tta(singles: list[Path], out: Path, progress: bool) -> MethodResult:
                         run_dirs, seconds)
 
 
-def _resampled(method: str, base: dict[str, Any], seed: int, n: int, out: Path,
-               quick: bool) -> MethodResult:
+def _resampled(method: str, cfg: RunConfig, n: int, out: Path, quick: bool) -> MethodResult:
+    """``n`` members trained on resamples of train (``cfg``: the ``single`` row's first seed)."""
     from funduslab.ensemble import TRAINED_ENSEMBLES
 
-    raw = {**base, "train": {**base["train"], "seed": seed}}
-    cfg = config_from_dict(raw)
     started = time.time()
     try:
         run_dir = TRAINED_ENSEMBLES.get(method)(cfg, n, out / "ensembles" / method,

@@ -21,17 +21,21 @@ from funduslab.experiments.course_task1 import course_task1
 __all__ = ["run_demo"]
 
 
-def run_demo(out: Path, seed: int = 0, console: Console | None = None) -> Path:
-    """Generate the demo data (once), run the quick Task 1 suite, print and return results.md."""
+def run_demo(out: Path, seed: int = 0, console: Console | None = None, *, size: int = 128,
+             source_n: int = 120) -> Path:
+    """Generate the demo data (once), run the quick Task 1 suite, print and return results.md.
+
+    ``size`` (image side in px) and ``source_n`` (source images) shrink the data for tests.
+    """
     console = console or Console()
     out = Path(out)
     started = time.perf_counter()
     course = out / "data" / "odir-course"
     source = out / "data" / "odir5k"
     if not (course / "train.csv").is_file():
-        write_layout("odir-course", course, seed=seed, size=128)
+        write_layout("odir-course", course, seed=seed, size=size)
     if not (source / "labels.csv").is_file():
-        write_layout("odir5k", source, n=120, seed=seed + 1, size=128)
+        write_layout("odir5k", source, n=source_n, seed=seed + 1, size=size)
     render_summary(load_table("odir_course", course), console)
     results = course_task1(course, team="demo", out=out / "runs", quick=True, seeds=[seed],
                            source=source)

@@ -20,23 +20,26 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from funduslab.config import atomic_write_text, config_from_dict
+from funduslab.config import atomic_write_text
 from funduslab.data.adapters import load_table
 from funduslab.data.patches import LESIONS, PatchOptions
 from funduslab.data.patches_write import assign_image_splits, patch_counts, write_patch_set
 from funduslab.experiments import PRESETS
 from funduslab.experiments.lesion_fusion import POOLINGS, pool_by_image
+from funduslab.experiments.study import Row, Study, StudyResult, resolve_base, run_study
 from funduslab.losses import LOSSES
 from funduslab.metrics import multilabel_metrics, tune_thresholds
 from funduslab.reporting.run_folder import read_metrics, read_predictions, write_json
 from funduslab.reporting.tables import markdown_table, mean_std
-from funduslab.training.runner import run
 
 __all__ = ["image_level_scores", "lesion_patches", "parse_loss_options"]
 
@@ -115,20 +118,6 @@ def image_level_scores(patch_run: Path, whole_run: Path | None, grid: pd.DataFra
     return scores
 
 
-def _engine_config(root: Path, csv: str, size: int, name: str, seed: int, out: Path,
-                   common: dict[str, Any]) -> Any:
-    raw = {
-        "data": {"adapter": "patches", "root": str(root), "options": {"csv": csv},
-                 "image_size": size, "cache_dir": str(out / ".cache"),
-                 "augment": common["augment"]},
-        "model": {"backbone": common["backbone"], "weights": common["weights"]},
-        "train": {**common["train"], "seed": seed},
-        "output": {"out": str(out), "name": name, "team": common["team"], "figures":
-                   common["figures"]},
-    }
-    return config_from_dict(raw)
-
-
 @PRESETS.register("lesion-patches")
 def lesion_patches(
     data: Path, team: str = "funduslab", out: Path = Path("runs"), quick: bool = False,
@@ -139,6 +128,7 @@ def lesion_patches(
     rebalance: str = "lesion_seed", healthy_ratio: float = 1.0, grid_stride: int = 0,
     whole_image: bool = True, whole_image_size: int = 256, val_fraction: float = 0.2,
     split_seed: int = 0, precision: str = "auto", augment: str = "light",
+    sets: Sequence[str] = (),
 ) -> Path:
     """Run the lesion-patch benchmark; return the path of ``results.md``.
 
@@ -156,72 +146,132 @@ def lesion_patches(
         split_seed: Seed of patch sampling, the train/val split and rebalancing.
         augment: Training augmentation of both models (``light``: flips only — rotations by
             arbitrary angles would cut lesions at the patch border out of a positive patch).
+        sets: ``key=value`` config overrides of both models (``train.lr=0.003``).
     """
-    seeds = seeds or [0]
     out = Path(out)
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1): thresholds and fusion are tuned on the "
                          f"val images; got {val_fraction}")
-    if quick:
-        patch_size, epochs, batch_size = min(patch_size, 32), min(epochs, 2), min(batch_size, 8)
-        whole_image_size = min(whole_image_size, 64)
+    quick_overlay = _quick(patch_size, epochs, batch_size)
+    size = resolve_base({"data": {"image_size": patch_size}}, quick_overlay, quick,
+                        sets)["data"]["image_size"]  # patches are cut at the size they train at
     if loss == "auto":
         loss = "focal" if "focal" in LOSSES else "weighted_bce"
     LOSSES.get(loss)
     table = load_table("idrid", Path(data))
+    cut = PatchCut(size, min_pixels, centres_per_lesion, background_per_image, rebalance,
+                   healthy_ratio, grid_stride, val_fraction, split_seed)
+    sets_of = _write_patch_sets(table, Path(data), out, cut)
+    loss_kwargs = _loss_kwargs(loss, loss_options, sets_of["lesion"])
+    base = {"data": {"adapter": "patches", "cache_dir": str(out / ".cache"), "augment": augment},
+            "model": {"backbone": backbone, "weights": weights},
+            "train": {"setup": "full", "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                      "backbone_lr": lr, "loss": loss, "loss_options": loss_kwargs,
+                      "tune_thresholds": True, "threshold_objective": "f1",
+                      "monitor": "macro_auroc", "precision": precision}}
+    rows = _models(out, patch_size, whole_image_size if whole_image else 0)
+    doc = {"loss": loss, "loss_options": loss_kwargs, "patch_size": size, "backbone": backbone,
+           "counts": {k: patch_counts(sets_of[k]) for k in ("lesion", "grid")}}
+    study = Study("lesion-patches", base, rows,
+                  partial(_report, table=table, splits=sets_of["splits"]), seeds=(0,),
+                  quick=quick_overlay, combine=partial(_combine, doc=doc, sets_of=sets_of))
+    return run_study(study, None, out, seeds, quick, sets, team)
+
+
+def _models(out: Path, patch_size: int, whole_image_size: int) -> tuple[Row, ...]:
+    """The patch model and (``whole_image_size`` > 0) the whole-image model, as study rows."""
+    patch = Row("lesion_patches", "lesion-centred patches",
+                _patch_data(out / "patches_lesion", TRAINING_CSV, patch_size), team=True)
+    if not whole_image_size:
+        return (patch,)
+    return (patch, Row("whole_image", "whole images",
+                       _patch_data(out / "whole", WHOLE_CSV, whole_image_size), team=True,
+                       quick={"data": {"image_size": min(whole_image_size, 64)}}))
+
+
+def _quick(patch_size: int, epochs: int, batch_size: int) -> dict[str, Any]:
+    """``--quick``: at most 32-px patches, 2 epochs and batch 8 (the whole-image model: 64 px)."""
+    return {"data": {"image_size": min(patch_size, 32)},
+            "train": {"epochs": min(epochs, 2), "batch_size": min(batch_size, 8)},
+            "output": {"figures": False}}
+
+
+def _patch_data(root: Path, csv: str, size: int) -> dict[str, Any]:
+    return {"data": {"root": str(root), "options": {"csv": csv}, "image_size": size}}
+
+
+@dataclass(frozen=True)
+class PatchCut:
+    """How the patch sets are cut (see :func:`lesion_patches` for each option)."""
+
+    size: int
+    min_pixels: int
+    centres_per_lesion: int
+    background_per_image: int
+    rebalance: str
+    healthy_ratio: float
+    grid_stride: int
+    val_fraction: float
+    split_seed: int
+
+
+def _write_patch_sets(table: Any, data: Path, out: Path, cut: PatchCut) -> dict[str, Any]:
+    """Lesion-centred and grid patch sets, the image splits, the training CSVs, and the
+    image-level labels; returned by name."""
     lesion_dir, grid_dir, whole_dir = out / "patches_lesion", out / "patches_grid", out / "whole"
     lesion = write_patch_set(
-        table, lesion_dir, PatchOptions(size=patch_size, mode="lesion_centred",
-                                        min_pixels=min_pixels,
-                                        centres_per_lesion=centres_per_lesion,
-                                        background_per_image=background_per_image),
-        rebalance_name=rebalance,
-        rebalance_options={"lesion_seed": {"healthy_ratio": healthy_ratio}}.get(rebalance, {}),
-        seed=split_seed, val_fraction=val_fraction, root=data)
+        table, lesion_dir, PatchOptions(size=cut.size, mode="lesion_centred",
+                                        min_pixels=cut.min_pixels,
+                                        centres_per_lesion=cut.centres_per_lesion,
+                                        background_per_image=cut.background_per_image),
+        rebalance_name=cut.rebalance,
+        rebalance_options={"lesion_seed": {"healthy_ratio": cut.healthy_ratio}}.get(
+            cut.rebalance, {}),
+        seed=cut.split_seed, val_fraction=cut.val_fraction, root=data)
     grid = write_patch_set(
-        table, grid_dir, PatchOptions(size=patch_size, mode="grid", stride=grid_stride or None,
-                                      min_pixels=min_pixels),
-        seed=split_seed, val_fraction=val_fraction, root=data)
-    splits = assign_image_splits(table, val_fraction, split_seed)
+        table, grid_dir, PatchOptions(size=cut.size, mode="grid", stride=cut.grid_stride or None,
+                                      min_pixels=cut.min_pixels),
+        seed=cut.split_seed, val_fraction=cut.val_fraction, root=data)
+    splits = assign_image_splits(table, cut.val_fraction, cut.split_seed)
     grid_rows = _training_tables(lesion, grid, lesion_dir, grid_dir, table, splits, whole_dir)
-    image_labels = table.frame.set_index(table.frame["id"].astype(str))[list(LESIONS)]
+    labels = table.frame.set_index(table.frame["id"].astype(str))[list(LESIONS)]
+    return {"lesion": lesion, "grid": grid, "splits": splits, "grid_rows": grid_rows,
+            "image_labels": labels}
 
-    loss_kwargs: dict[str, Any] = parse_loss_options(loss_options)
-    if loss == "focal" and "alpha" not in loss_kwargs:
-        # per-class inverse-frequency weighting: α_c = share of negatives among training patches
+
+def _loss_kwargs(loss: str, loss_options: str, lesion: pd.DataFrame) -> dict[str, Any]:
+    """The loss options; focal without ``alpha`` gets per-class inverse-frequency weighting:
+    α_c = share of negatives among the training patches."""
+    kwargs: dict[str, Any] = parse_loss_options(loss_options)
+    if loss == "focal" and "alpha" not in kwargs:
         train = lesion.loc[lesion["split"] == "train", list(LESIONS)].to_numpy()
-        loss_kwargs["alpha"] = [round(float(a), 4) for a in 1.0 - train.mean(axis=0)]
-    common = {
-        "backbone": backbone, "weights": weights, "team": team, "figures": not quick,
-        "augment": augment,
-        "train": {"setup": "full", "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                  "backbone_lr": lr, "loss": loss, "loss_options": loss_kwargs,
-                  "tune_thresholds": True, "threshold_objective": "f1",
-                  "monitor": "macro_auroc", "precision": precision},
-    }
+        kwargs["alpha"] = [round(float(a), 4) for a in 1.0 - train.mean(axis=0)]
+    return kwargs
+
+
+def _combine(result: StudyResult, doc: dict[str, Any], sets_of: dict[str, Any]) -> dict[str, Any]:
+    """Per seed: the patch model's test figures and every image-level method's;
+    ``lesion_patches.json`` holds them all."""
     per_seed = []
-    for seed in seeds:
-        patch_run = run(_engine_config(lesion_dir, TRAINING_CSV, patch_size,
-                                       f"lesion_patches_s{seed}", seed, out, common),
-                        progress=not quick)
-        whole_run = None
-        if whole_image:
-            whole_run = run(_engine_config(whole_dir, WHOLE_CSV, whole_image_size,
-                                           f"whole_image_s{seed}", seed, out, common),
-                            progress=not quick)
+    whole = result.runs.get("whole_image", [None] * len(result.seeds))
+    for seed, patch_run, whole_run in zip(result.seeds, result.runs["lesion_patches"], whole):
         metrics = read_metrics(patch_run)["splits"]
         per_seed.append({
             "seed": seed, "patch_run": str(patch_run),
             "patch_test": metrics["test"]["tuned_thresholds"],
             "grid_test": metrics["test_grid"]["tuned_thresholds"],
-            "image_level": image_level_scores(patch_run, whole_run, grid_rows, image_labels),
+            "image_level": image_level_scores(patch_run, whole_run, sets_of["grid_rows"],
+                                              sets_of["image_labels"]),
         })
-    doc = {"loss": loss, "loss_options": loss_kwargs, "patch_size": patch_size,
-           "backbone": backbone, "seeds": seeds,
-           "counts": {"lesion": patch_counts(lesion), "grid": patch_counts(grid)}, "runs": per_seed}
-    write_json(out / "lesion_patches.json", doc)
-    atomic_write_text(out / "results.md", _render(doc, table, splits))
-    return out / "results.md"
+    full = {"loss": doc["loss"], "loss_options": doc["loss_options"],
+            "patch_size": doc["patch_size"], "backbone": doc["backbone"], "seeds": result.seeds,
+            "counts": doc["counts"], "runs": per_seed}
+    write_json(result.out / "lesion_patches.json", full)
+    return full
+
+
+def _report(result: StudyResult, table: Any, splits: pd.Series) -> str:
+    return _render(result.combined, table, splits)
 
 
 def _fmt(values: list[float]) -> str:
@@ -255,8 +305,8 @@ def _render(doc: dict[str, Any], table, splits: pd.Series) -> str:
     return (
         f"# Lesion patches — {table.source}\n\n"
         f"Patch model: {doc['backbone']}, {doc['patch_size']}-px lesion-centred patches, loss "
-        f"`{doc['loss']}` {doc['loss_options']} (per-class weights), per-class thresholds tuned on val (PR curve, "
-        f"max F1). Seeds {', '.join(map(str, doc['seeds']))} (mean ± std).\n\n"
+        f"`{doc['loss']}` {doc['loss_options']} (per-class weights), per-class thresholds tuned "
+        f"on val (PR curve, max F1). Seeds {', '.join(map(str, doc['seeds']))} (mean ± std).\n\n"
         "## Patch sets (rebalancing applies to train only)\n\n" + counts +
         "\n## Patch level (test split, tuned thresholds)\n\n" + markdown_table(header, rows) +
         "\n## Image level (test images, thresholds tuned on val images)\n\n"

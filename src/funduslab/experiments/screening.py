@@ -9,14 +9,16 @@ rare labels flagged (:mod:`funduslab.reporting.longtail`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from funduslab.config import atomic_write_text
 from funduslab.data.adapters import load_table
 from funduslab.experiments import PRESETS
-from funduslab.experiments.variants import Variant, run_variants
+from funduslab.experiments.study import Row, Study, StudyResult, run_study
 from funduslab.reporting.longtail import long_tail_report, render_long_tail
 from funduslab.reporting.run_folder import read_metrics, read_predictions, write_json
 from funduslab.reporting.tables import markdown_table, mean_std
@@ -24,6 +26,12 @@ from funduslab.reporting.tables import markdown_table, mean_std
 __all__ = ["screening", "screening_run_name"]
 
 DEFAULT_ODIR5K_LABELS = "N,D,C,H,M"  # G and A have too few positives in odir5k-source
+_SEEDS = (0, 1, 2)
+#: ``--quick``: 64 px, 2 epochs, batch 8, no figures.
+QUICK: dict[str, Any] = {"data": {"image_size": 64}, "train": {"epochs": 2, "batch_size": 8},
+                         "output": {"figures": False}}
+#: Bootstrap resamples of the per-label AUROC CIs (``--quick``: fewer).
+BOOTSTRAP, QUICK_BOOTSTRAP = 1000, 200
 
 
 def screening_run_name(backbone: str, setup: str = "full", dual: str = "none",
@@ -86,7 +94,7 @@ def screening(
     weights: str = "imagenet", image_size: int = 256, epochs: int = 12, sampler: str = "random",
     split_seed: int = 0, rare_below: int = 10, test_split: str = "test",
     batch_size: int = 32, num_workers: int = 0, setup: str = "full", dual: str = "none",
-    preprocess: str = "none", tta: bool = False, with_runs: str = "",
+    preprocess: str = "none", tta: bool = False, with_runs: str = "", sets: Sequence[str] = (),
 ) -> Path:
     """Run the screening benchmark; return the path of ``results.md``.
 
@@ -123,79 +131,127 @@ def screening(
         ValueError: a missing test split, a setup other than ``full`` / ``frozen``, or a
             ``with_runs`` entry without ``{seed}``.
         FileNotFoundError: a ``with_runs`` folder missing for one of the seeds.
+
+    ``sets`` are ``key=value`` config overrides of every model (``train.epochs=6``).
     """
-    seeds = seeds or [0, 1, 2]
+    extra_runs, options, table = _inputs(Path(data), seeds, adapter, labels, split_seed,
+                                         test_split, setup, with_runs)
+    base = {"data": {"adapter": adapter, "options": options, "image_size": image_size,
+                     "num_workers": num_workers},
+            "model": {"backbone": backbone, "weights": weights, "dual": dual},
+            "train": {"setup": setup, "epochs": epochs, "batch_size": batch_size,
+                      "monitor": "macro_auroc", "tune_thresholds": True, "sampler": sampler,
+                      "tta": tta}}
+    recipe = dict(backbone=backbone, setup=setup, dual=dual, preprocess=preprocess, tta=tta,
+                  with_runs=with_runs)
+    study = _study(base, recipe, weights, table, extra_runs, labels, test_split, rare_below)
+    return run_study(study, Path(data), Path(out), seeds, quick, sets, team)
+
+
+def _study(base: dict[str, Any], recipe: dict[str, Any], weights: str, table: Any,
+           extra_runs: dict[str, list[Path]], labels: str, split: str, rare_below: int) -> Study:
+    """One row per member model; the combine step votes them and reports the long tail."""
+    combine = partial(_combine, table=table, recipe=recipe, extra_runs=extra_runs, split=split,
+                      rare_below=rare_below)
+    report = partial(_report, table=table, labels=labels, split=split)
+    return Study("screening", base, _member_rows(recipe, weights), report, seeds=_SEEDS,
+                 quick=QUICK, combine=combine)
+
+
+def _inputs(data: Path, seeds: list[int] | None, adapter: str, labels: str, split_seed: int,
+            split: str, setup: str, with_runs: str) -> tuple[dict[str, list[Path]],
+                                                             dict[str, Any], Any]:
+    """The options' problems, before anything trains; the ``with_runs`` folders per seed, the
+    adapter options and the dataset's table."""
     if setup not in ("full", "frozen"):
         raise ValueError(f"setup must be 'full' or 'frozen', got {setup!r}")
-    extra_runs = _extra_runs(with_runs, seeds)
-    options: dict = {}
-    if adapter == "odir5k":
-        options = {"labels": [s.strip() for s in labels.split(",") if s.strip()],
-                   "seed": split_seed}
-    table = load_table(adapter, Path(data), **options)
-    if test_split not in table.splits:
-        raise ValueError(f"{data} has no {test_split!r} split (splits: {table.splits}); "
+    extra_runs = _extra_runs(with_runs, seeds or list(_SEEDS))
+    options = _adapter_options(adapter, labels, split_seed)
+    return extra_runs, options, _test_table(adapter, data, options, split)
+
+
+def _adapter_options(adapter: str, labels: str, split_seed: int) -> dict[str, Any]:
+    """ODIR-5K: the label subset and the split seed; other layouts take every label column."""
+    if adapter != "odir5k":
+        return {}
+    return {"labels": [s.strip() for s in labels.split(",") if s.strip()], "seed": split_seed}
+
+
+def _test_table(adapter: str, data: Path, options: dict[str, Any], split: str) -> Any:
+    """The dataset's table; ``ValueError`` when it has no ``split`` to report on."""
+    table = load_table(adapter, data, **options)
+    if split not in table.splits:
+        raise ValueError(f"{data} has no {split!r} split (splits: {table.splits}); "
                          "pass --opt test_split=<name>")
-    base = {
-        "data": {"adapter": adapter, "root": str(data), "options": options,
-                 "image_size": 64 if quick else image_size, "num_workers": num_workers},
-        "model": {"backbone": backbone, "weights": weights, "dual": dual},
-        "train": {"setup": setup, "epochs": 2 if quick else epochs,
-                  "batch_size": 8 if quick else batch_size, "monitor": "macro_auroc",
-                  "tune_thresholds": True, "sampler": sampler, "tta": tta},
-        "output": {"out": str(out), "figures": not quick},
-    }
-    backbones = _alternatives(backbone, backbone)
-    members: dict[tuple[str, str], list[Path]] = {}  # (backbone, pipeline) → run per seed
-    for net in backbones:
-        for pipe in _alternatives(preprocess, "none"):
-            base["model"]["backbone"], base["data"]["preprocess"] = net, pipe
-            variant = Variant(name=screening_run_name(net, setup, dual, pipe, tta),
-                              note=f"{net}, {weights} weights, setup {setup}, dual {dual}, "
-                                   f"preprocess {pipe}")
-            [(_, members[net, pipe])] = run_variants(base, [variant], seeds, team=team,
-                                                     progress=not quick)
+    return table
+
+
+def _member_rows(recipe: dict[str, Any], weights: str) -> tuple[Row, ...]:
+    """One row per backbone × pipeline (one row: no vote), named by its recipe."""
+    setup, dual, tta = recipe["setup"], recipe["dual"], recipe["tta"]
+    return tuple(Row(screening_run_name(net, setup, dual, pipe, tta),
+                     f"{net}, {weights} weights, setup {setup}, dual {dual}, preprocess {pipe}",
+                     {"model": {"backbone": net}, "data": {"preprocess": pipe}})
+                 for net in _alternatives(recipe["backbone"], recipe["backbone"])
+                 for pipe in _alternatives(recipe["preprocess"], "none"))
+
+
+def _combine(result: StudyResult, table: Any, recipe: dict[str, Any],
+             extra_runs: dict[str, list[Path]], split: str, rare_below: int) -> dict[str, Any]:
+    """Per seed, the reported model — the single member, or the soft vote of the members (and
+    of ``with_runs``' folders) — and its long-tail report (``long_tail.json`` beside it)."""
     from funduslab.ensemble import load_members, write_ensemble_run
 
-    if len(members) == 1:
-        [run_dirs] = members.values()
-    else:  # per seed, the soft vote of the members' models
-        stem = screening_run_name(backbone, setup, dual, preprocess, tta)
-        run_dirs = [write_ensemble_run(load_members([dirs[i] for dirs in members.values()]),
-                                       "soft_voting", Path(out) / f"{stem}_s{seed}")
-                    for i, seed in enumerate(seeds)]
+    members = [result.runs[row.name] for row in result.study.rows]
+    run_dirs = members[0]
+    if len(members) > 1:  # per seed, the soft vote of the members' models
+        stem = screening_run_name(**{**recipe, "with_runs": ""})
+        run_dirs = [write_ensemble_run(load_members([dirs[i] for dirs in members]),
+                                       "soft_voting", result.out / f"{stem}_s{seed}")
+                    for i, seed in enumerate(result.seeds)]
     if extra_runs:  # per seed, this recipe's model (or vote) beside each other recipe's run
-        stem = screening_run_name(backbone, setup, dual, preprocess, tta, with_runs)
+        stem = screening_run_name(**recipe)
         run_dirs = [write_ensemble_run(load_members([own] + [d[i] for d in extra_runs.values()]),
-                                       "soft_voting", Path(out) / f"{stem}_s{seed}")
-                    for i, (own, seed) in enumerate(zip(run_dirs, seeds))]
-
+                                       "soft_voting", result.out / f"{stem}_s{seed}")
+                    for i, (own, seed) in enumerate(zip(run_dirs, result.seeds))]
     names = table.label_names
-    truth = table.split(test_split).set_index("id")[names]
+    truth = table.split(split).set_index("id")[names]
     truth.index = truth.index.astype(str)
     train_split = table.splits[0] if "train" not in table.splits else "train"
     train_pos = table.split(train_split)[names].sum()
     reports = []
     for run_dir in run_dirs:
-        ids, probs = read_predictions(run_dir, test_split, names)
+        ids, probs = read_predictions(run_dir, split, names)
         y = truth.loc[ids].to_numpy(dtype=int)
         rep = long_tail_report(y, probs, names, train_pos.to_numpy(), rare_below=rare_below,
-                               n_boot=200 if quick else 1000)
+                               n_boot=QUICK_BOOTSTRAP if result.quick else BOOTSTRAP)
         write_json(run_dir / "long_tail.json", rep)
         reports.append(rep)
-    text = _render(reports, run_dirs, seeds, names, adapter, labels, " + ".join(backbones),
-                   test_split, setup, dual)
+    return {"run_dirs": run_dirs, "reports": reports, "extra_runs": extra_runs,
+            "preprocess": recipe["preprocess"]}
+
+
+def _report(result: StudyResult, table: Any, labels: str, split: str) -> str:
+    """``results.md``: the reported models' figures, then each member's when there are several."""
+    cfg, combined = result.config(), result.combined
+    extra_runs = combined["extra_runs"]
+    member = {r.name: (r.overrides["model"]["backbone"], r.overrides["data"]["preprocess"])
+              for r in result.study.rows}
+    backbones = dict.fromkeys(net for net, _ in member.values())
+    text = _render(combined["reports"], combined["run_dirs"], result.seeds, table.label_names,
+                   cfg.data.adapter, labels, " + ".join(backbones), split, cfg.train.setup,
+                   cfg.model.dual)
     if extra_runs:
         text += ("\nEach seed's model is voted with run folders of other recipes: "
                  + ", ".join(f"`{t}`" for t in extra_runs) + ".\n")
-    if len(members) > 1 or extra_runs:
-        rows = {(f"`{net}`", f"`{pipe}`"): dirs for (net, pipe), dirs in members.items()}
+    if len(result.study.rows) > 1 or extra_runs:
+        rows = {(f"`{net}`", f"`{pipe}`"): result.runs[name]
+                for name, (net, pipe) in member.items()}
         rows |= {(f"run folder `{_run_stem(t)}`", f"`{_preprocess_of(dirs[0])}`"): dirs
                  for t, dirs in extra_runs.items()}
-        text += _members_table(rows, test_split, several_models=len(rows) > len(
-            _alternatives(preprocess, "none")))
-    atomic_write_text(Path(out) / "results.md", text)
-    return Path(out) / "results.md"
+        text += _members_table(rows, split, several_models=len(rows) > len(
+            _alternatives(combined["preprocess"], "none")))
+    return text
 
 
 def _preprocess_of(run_dir: Path) -> str:
