@@ -26,16 +26,7 @@ from pathlib import Path
 
 from _common import course_root, verdict
 
-# The explain verb may not be wired into funduslab.cli yet: register it on the fly if missing.
-_LAUNCH = (
-    "import sys\n"
-    "from funduslab import cli\n"
-    "from funduslab.cli_explain import register\n"
-    "names = {c.name or c.callback.__name__ for c in cli.app.registered_commands}\n"
-    "if 'explain' not in names:\n"
-    "    register(cli.app, cli.console, cli._friendly)\n"
-    "cli.app(sys.argv[1:], prog_name='funduslab')\n"
-)
+_LAUNCH = "import sys\nfrom funduslab.cli import app\napp(sys.argv[1:], prog_name='funduslab')\n"
 
 
 def build_run(data: Path, out: Path, split: str, image_size: int, seed: int) -> Path:
@@ -102,7 +93,7 @@ def main() -> int:
     shutil.rmtree(panels, ignore_errors=True)  # count only this run's panels
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     command = [sys.executable, "-c", _LAUNCH, "explain", str(run_dir), "--split", args.split,
-               "--n", str(args.n), "--method", args.method, "--most", "--out", str(panels)]
+               "--n", str(args.n), "--cam-method", args.method, "--most", "--out", str(panels)]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started

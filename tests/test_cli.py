@@ -31,10 +31,19 @@ def test_every_preset_is_registered_and_options_are_checked():
     assert parse_preset_options("course-task1", ["pretrain-epochs=2"]) == {"pretrain_epochs": 2}
 
 
+def test_suite_set_with_an_unknown_key_fails_before_training_and_lists_the_keys(
+        synth_course: Path, tmp_path: Path):
+    result = runner.invoke(app, ["suite", "course-task2", "--data", str(synth_course), "--quick",
+                                 "--out", str(tmp_path), "--set", "train.epochz=3"])
+    assert result.exit_code == 2, result.output
+    assert "valid train keys" in result.output and " epochs," in result.output
+    assert not list(tmp_path.glob("*_s0"))  # nothing trained
+
+
 def test_synth_then_summary_counts_match_csvs(tmp_path: Path):
     out = tmp_path / "s"
     result = runner.invoke(app, ["synth", "--layout", "odir-course", "--out", str(out), "--n", "60",
-                                 "--size", "64", "--seed", "3"])
+                                 "--image-size", "64", "--seed", "3"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["data", "summary", str(out)])
     assert result.exit_code == 0, result.output

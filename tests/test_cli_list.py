@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from funduslab.cli import app
-from funduslab.cli_list import KINDS, registry
+from funduslab.cli.registries import KINDS, registry
 
 runner = CliRunner()
 

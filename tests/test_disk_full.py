@@ -219,7 +219,7 @@ def test_cli_synth_on_a_full_disk_is_one_line_naming_the_file(
         tmp_path: Path, refuse_writes: Refuse) -> None:
     refuse_writes()
     result = CliRunner().invoke(app, ["synth", "--out", str(tmp_path / "s"), "--n", "8",
-                                      "--size", "32"])
+                                      "--image-size", "32"])
     assert result.exit_code == 2, result.output
     line = " ".join(result.output.split())
     assert line.startswith(f"error: cannot write {tmp_path / 's'}")
@@ -232,13 +232,13 @@ def test_cli_names_a_bare_full_disk_error_in_one_line(
     """A writer funduslab does not wrap (the image cache) still gives one line and exit 2."""
     import typer
 
-    from funduslab.cli import _friendly
+    from funduslab.cli.common import friendly
     from funduslab.data.cache import cached_images
 
     demo = typer.Typer()
 
     @demo.command()
-    @_friendly
+    @friendly
     def cache() -> None:
         cached_images([image_png], "none", 16, tmp_path / "cache")
 

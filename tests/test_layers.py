@@ -45,8 +45,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
 
 
 def layer(module: str) -> int:
-    if module.startswith("funduslab.cli_"):
-        return LAYERS["funduslab.cli"]
     parts = module.split(".")
     for n in range(len(parts), 0, -1):
         prefix = ".".join(parts[:n])
@@ -78,7 +76,7 @@ def _imports(path: Path, module: str) -> set[str]:
                 target = node.module or ""
             if target.startswith("funduslab"):
                 found.add(target)
-                # "from funduslab import cli_train" names a module, not an attribute
+                # "from funduslab.cli import train" names a module, not an attribute
                 found |= {f"{target}.{a.name}" for a in node.names
                           if (SRC.parent / f"{target}.{a.name}".replace(".", "/")).with_suffix(
                               ".py").is_file()}

@@ -1,6 +1,6 @@
 """``python -m funduslab`` — the same CLI as the ``funduslab`` command."""
 
-from funduslab.cli import app
+from funduslab.cli import main
 
 if __name__ == "__main__":
-    app()
+    main()

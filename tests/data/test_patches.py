@@ -266,11 +266,10 @@ def test_cli_patches_prints_counts_per_lesion(idrid: Path, tmp_path: Path):
     import typer
     from typer.testing import CliRunner
 
-    from funduslab.cli import _friendly, console
-    from funduslab.cli_patches import register
+    from funduslab.cli.patches import register
 
     app = typer.Typer()
-    register(app, console, _friendly)
+    register(app)
 
     @app.command()
     def _other() -> None:  # a second command so that Typer keeps "patches" as a sub-command
@@ -278,7 +277,7 @@ def test_cli_patches_prints_counts_per_lesion(idrid: Path, tmp_path: Path):
 
     runner = CliRunner()
     result = runner.invoke(app, ["patches", "--data", str(idrid), "--out", str(tmp_path / "p"),
-                                 "--size", "32", "--mode", "lesion_centred",
+                                 "--patch-size", "32", "--mode", "lesion_centred",
                                  "--rebalance", "lesion_seed", "--seed", "1"])
     assert result.exit_code == 0, result.output
     csv = pd.read_csv(tmp_path / "p" / "patches.csv")

@@ -158,7 +158,7 @@ def test_cli_synth_masks(tmp_path: Path):
 
     out = tmp_path / "o5k"
     result = CliRunner().invoke(app, ["synth", "--layout", "odir5k", "--out", str(out), "--n", "8",
-                                      "--size", "48", "--masks"])
+                                      "--image-size", "48", "--masks"])
     assert result.exit_code == 0, result.output
     assert len(read_mask_index(out / "masks")) >= 1
     result = CliRunner().invoke(app, ["synth", "--layout", "aptos", "--out", str(tmp_path / "a"),

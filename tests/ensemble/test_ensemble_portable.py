@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import typer
 import yaml
-from rich.console import Console
 from test_ensemble_run_folder import LABELS, tiny_member
 from typer.testing import CliRunner
 
@@ -39,9 +38,8 @@ def proj(project: Path, tmp_path: Path) -> Path:
 
 
 def _app() -> typer.Typer:
-    from funduslab.cli import _friendly
-    from funduslab.cli_ensemble import register as register_ensemble
-    from funduslab.cli_predict import register as register_predict
+    from funduslab.cli.ensemble import register as register_ensemble
+    from funduslab.cli.predict import register as register_predict
 
     app = typer.Typer()
 
@@ -49,14 +47,13 @@ def _app() -> typer.Typer:
     def _root() -> None:
         pass
 
-    console = Console(width=2000)
-    register_ensemble(app, console, _friendly)
-    register_predict(app, console, _friendly)
+    register_ensemble(app)
+    register_predict(app)
     return app
 
 
 def _invoke(*args: str):
-    return CliRunner().invoke(_app(), [str(a) for a in args])
+    return CliRunner().invoke(_app(), [str(a) for a in args], env={"COLUMNS": "2000"})
 
 
 def _ensemble(proj: Path, monkeypatch, method: str, name: str, *flags: str):
@@ -138,7 +135,7 @@ def test_old_absolute_and_cwd_relative_member_entries_still_load(proj, monkeypat
 
 def test_bundle_flag_unbundlable_methods_and_stale_bundles(proj, monkeypatch):
     ens = proj / "runs" / "st"
-    gb = ("--meta", "gradient_boosting", "--cv", "2")
+    gb = ("--meta", "gradient_boosting", "--oof-folds", "2")
     result = _ensemble(proj, monkeypatch, "stacking", "st", *gb)  # default: note, no failure
     assert result.exit_code == 0 and "no bundle written" in result.output
     assert not (ens / BUNDLE_FILENAME).exists()

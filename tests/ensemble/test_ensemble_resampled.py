@@ -114,15 +114,13 @@ def test_boosting_second_member_trains_on_updated_weights(synth_course: Path, tm
 
 def test_cli_bagging_from_a_base_config(synth_course: Path, tmp_path: Path):
     import typer
-    from rich.console import Console
     from typer.testing import CliRunner
 
-    from funduslab.cli import _friendly
-    from funduslab.cli_ensemble import register
+    from funduslab.cli.ensemble import register
 
     app = typer.Typer()
     app.callback()(lambda: None)
-    register(app, Console(width=200), _friendly)
+    register(app)
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump(tiny_base(synth_course, tmp_path).model_dump(mode="json")))
     result = CliRunner().invoke(app, ["ensemble", "bagging", "--config", str(base), "--members",

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 import typer
 import yaml
-from rich.console import Console
 from sklearn.metrics import f1_score
 from typer.testing import CliRunner
 
@@ -151,8 +150,7 @@ def test_mismatched_members_raise_naming_the_run_folder(members, tmp_path):
 
 
 def _cli() -> typer.Typer:
-    from funduslab.cli import _friendly
-    from funduslab.cli_ensemble import register
+    from funduslab.cli.ensemble import register
 
     app = typer.Typer()
 
@@ -160,14 +158,14 @@ def _cli() -> typer.Typer:
     def _root() -> None:
         pass
 
-    register(app, Console(width=200), _friendly)
+    register(app)
     return app
 
 
 def test_cli_combines_run_folders_and_rejects_bad_input(members, tmp_path):
     cli = CliRunner()
     args = ["ensemble", "stacking", *map(str, members), "--out", str(tmp_path), "--name", "st",
-            "--meta", "gradient_boosting", "--cv", "2"]
+            "--meta", "gradient_boosting", "--oof-folds", "2"]
     result = cli.invoke(_cli(), args)
     assert result.exit_code == 0, result.output
     cfg = yaml.safe_load((tmp_path / "st" / "config.yaml").read_text())

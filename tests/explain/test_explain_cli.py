@@ -11,10 +11,10 @@ import pytest
 import typer
 from explain_helpers import STANDIN_HEAD, StandInAttentionHead
 from PIL import Image
+from tiny_runs import train_tiny
 from typer.testing import CliRunner
 
-from funduslab.cli import _friendly, console
-from funduslab.cli_explain import register
+from funduslab.cli.explain import register
 
 cli = CliRunner()
 app = typer.Typer()
@@ -25,24 +25,13 @@ def _root() -> None:
     """Test app holding only the explain verb."""
 
 
-register(app, console, _friendly)
+register(app)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(synth_course: Path, tmp_path_factory) -> Path:
-    from funduslab.config import config_from_dict
-    from funduslab.training.runner import run
-
-    out = tmp_path_factory.mktemp("explain_runs")
-    cfg = config_from_dict({
-        "data": {"root": str(synth_course), "image_size": 64, "cache_dir": str(out / "cache")},
-        "model": {"backbone": "tiny_cnn", "weights": "none"},
-        "train": {"setup": "full", "epochs": 1, "batch_size": 16, "precision": "32",
-                  "warmup_epochs": 0},
-        "output": {"out": str(out), "name": "tiny", "team": "unit", "task": "1-1",
-                   "figures": False},
-    })
-    return run(cfg, progress=False)
+    return train_tiny(synth_course, tmp_path_factory.mktemp("explain_runs"), image_size=64,
+                      task="1-1")
 
 
 def _explain(*args: str):
@@ -64,13 +53,13 @@ def test_writes_one_panel_per_image_in_table_order(tiny_run: Path, synth_course:
 
 
 def test_default_output_is_the_run_figures_folder(tiny_run: Path):
-    result = _explain(tiny_run, "--n", "1", "--method", "gradcam++")
+    result = _explain(tiny_run, "--n", "1", "--cam-method", "gradcam++")
     assert result.exit_code == 0, result.output
     assert len(list((tiny_run / "figures" / "explain").glob("*_gradcampp.png"))) == 1
 
 
 def test_least_confident_on_a_labelled_split(tiny_run: Path, synth_course: Path, tmp_path):
-    result = _explain(tiny_run, "--n", "2", "--least", "--method", "eigencam", "--out", tmp_path)
+    result = _explain(tiny_run, "--n", "2", "--least", "--cam-method", "eigencam", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     pred = pd.read_csv(tiny_run / "predictions" / "offsite_test.csv")
     truth = pd.read_csv(synth_course / "offsite_test.csv").set_index("id").loc[pred["id"]]
@@ -114,7 +103,7 @@ def test_attention_row_with_an_attention_head(tiny_run: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--method", "gradcamz"], "valid names"),
+    (["--cam-method", "gradcamz"], "valid names"),
     (["--split", "holdout"], "splits present"),
     (["--most", "--least"], "not both"),
     (["--attention"], "attention"),

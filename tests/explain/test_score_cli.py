@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import typer
 from PIL import Image
+from tiny_runs import train_tiny
 from typer.testing import CliRunner
 
-from funduslab.cli import _friendly, console
-from funduslab.cli_explain import register
+from funduslab.cli.explain import register
 from funduslab.data.mask_index import read_landmarks, read_mask_index
 from funduslab.explain.cams import CAMS
 from funduslab.explain.score import BASELINES, score_run
@@ -29,7 +29,7 @@ def _root() -> None:
     """Test app holding only the explain verb."""
 
 
-register(app, console, _friendly)
+register(app)
 
 COLUMNS = ["method", "kind", "label", "id", "hit", "energy", "mask_fraction", "hit_chance",
            "deletion_auc", "probability", "tolerance_px", "centre", "peak_x", "peak_y",
@@ -46,19 +46,8 @@ def masked_course(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def masked_run(masked_course: Path, tmp_path_factory) -> Path:
-    from funduslab.config import config_from_dict
-    from funduslab.training.runner import run
-
-    out = tmp_path_factory.mktemp("score_runs")
-    cfg = config_from_dict({
-        "data": {"root": str(masked_course), "image_size": 64, "cache_dir": str(out / "cache")},
-        "model": {"backbone": "tiny_cnn", "weights": "none"},
-        "train": {"setup": "full", "epochs": 1, "batch_size": 16, "precision": "32",
-                  "warmup_epochs": 0},
-        "output": {"out": str(out), "name": "tiny", "team": "unit", "task": "1-1",
-                   "figures": False},
-    })
-    return run(cfg, progress=False)
+    return train_tiny(masked_course, tmp_path_factory.mktemp("score_runs"), image_size=64,
+                      task="1-1")
 
 
 def _explain(*args):
@@ -73,7 +62,7 @@ def _expected_pairs(masked_course: Path) -> set[tuple[str, str]]:
 
 
 def test_score_every_method_writes_table_summary_and_figure(masked_run, masked_course, tmp_path):
-    result = _explain(masked_run, "--score", "--method", "all", "--out", tmp_path)
+    result = _explain(masked_run, "--score", "--cam-method", "all", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(tmp_path / "explain_scores.csv", keep_default_na=False, na_values=[""])
     assert list(frame.columns) == COLUMNS
@@ -148,7 +137,7 @@ def test_mask_of_another_size_names_the_file(masked_run, masked_course, tmp_path
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--masks", "{tmp}/nope"], "nope/masks.csv"),
-    (["--method", "gradcam,nosuchcam"], "valid names"),
+    (["--cam-method", "gradcam,nosuchcam"], "valid names"),
     (["--faithfulness", "insertion"], "deletion"),
     (["--most"], "drop --most"),
     (["--n", "0"], "positive"),

@@ -8,15 +8,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import typer
-from rich.console import Console
 from typer.testing import CliRunner
 
 from funduslab.generate.train_vae import load_vae
 
 
 def _cli() -> typer.Typer:
-    from funduslab.cli import _friendly
-    from funduslab.cli_generate import register
+    from funduslab.cli.generate import register
 
     app = typer.Typer()
 
@@ -24,7 +22,7 @@ def _cli() -> typer.Typer:
     def _root() -> None:
         pass
 
-    register(app, Console(width=200), _friendly)
+    register(app)
     return app
 
 

@@ -18,7 +18,7 @@ import torch.distributed as dist
 def test_two_cpu_processes_train_and_rank0_writes_the_run(synth_course: Path, tmp_path: Path):
     cmd = [sys.executable, "-m", "funduslab", "train", "--data", str(synth_course),
            "--backbone", "tiny_cnn", "--weights", "none", "--image-size", "32", "--epochs", "1",
-           "--batch-size", "8", "--precision", "32", "--accelerator", "cpu", "--devices", "2",
+           "--batch-size", "8", "--precision", "32", "--device", "cpu", "--devices", "2",
            "--strategy", "ddp", "--out", str(tmp_path), "--name", "ddp"]
     env = {**os.environ, "PL_DISABLE_FORK": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
