@@ -70,6 +70,35 @@ def _exact_size(pool: np.ndarray, chosen: np.ndarray, size: int, seed: int) -> n
     return chosen
 
 
+def _split_sizes(fracs: dict[str, float], n: int) -> dict[str, int]:
+    """Patients in each split after the first (which takes the rest); raise when too few.
+
+    A split with a fraction > 0 gets at least one patient.
+    """
+    names = list(fracs)
+    wanted = {k: (max(1, round(f * n)) if f > 0 else 0) for k, f in fracs.items() if k != names[0]}
+    if n - sum(wanted.values()) < (1 if fracs[names[0]] > 0 else 0) or n == 0:
+        raise ValueError(
+            f"cannot split {n} patient(s) into {fracs}: too few patients; "
+            "use fewer splits or more data"
+        )
+    return wanted
+
+
+def _draw_patients(remaining: np.ndarray, y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` of the ``remaining`` patients, stratified on their labels ``y`` when any is set."""
+    if size >= len(remaining):
+        return remaining
+    if y.shape[1] == 0 or not y[remaining].any():
+        rng = np.random.default_rng(seed)
+        return rng.choice(remaining, size=size, replace=False)
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # sklearn: slow
+
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=size, random_state=seed)
+    _, test_idx = next(splitter.split(np.zeros((len(remaining), 1)), y[remaining]))
+    return _exact_size(remaining, remaining[test_idx], size, seed)
+
+
 def patient_label_matrix(
     frame: pd.DataFrame,
     label_cols: Sequence[str],
@@ -146,32 +175,13 @@ def patient_split(
     )
     if y.shape[1] == 1:  # iterstrat wants a multilabel indicator: add the complement column
         y = np.hstack([y, 1 - y])
-    n = len(patients)
     names = list(fracs)
-    wanted = {k: (max(1, round(f * n)) if f > 0 else 0) for k, f in fracs.items() if k != names[0]}
-    if n - sum(wanted.values()) < (1 if fracs[names[0]] > 0 else 0) or n == 0:
-        raise ValueError(
-            f"cannot split {n} patient(s) into {fracs}: too few patients; "
-            "use fewer splits or more data"
-        )
-    assignment = np.full(n, names[0], dtype=object)
-    remaining = np.arange(n)
-    for i, (name, size) in enumerate(wanted.items()):
+    assignment = np.full(len(patients), names[0], dtype=object)
+    remaining = np.arange(len(patients))
+    for i, (name, size) in enumerate(_split_sizes(fracs, len(patients)).items()):
         if size == 0:
             continue
-        if size >= len(remaining):
-            chosen = remaining
-        elif y.shape[1] == 0 or not y[remaining].any():
-            rng = np.random.default_rng(seed + i)
-            chosen = rng.choice(remaining, size=size, replace=False)
-        else:
-            from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit  # sklearn: slow
-
-            splitter = MultilabelStratifiedShuffleSplit(
-                n_splits=1, test_size=size, random_state=seed + i
-            )
-            _, test_idx = next(splitter.split(np.zeros((len(remaining), 1)), y[remaining]))
-            chosen = _exact_size(remaining, remaining[test_idx], size, seed + i)
+        chosen = _draw_patients(remaining, y, size, seed + i)
         assignment[chosen] = name
         remaining = np.setdiff1d(remaining, chosen)
     by_patient = dict(zip(patients, assignment))

@@ -28,19 +28,17 @@ import cv2
 import numpy as np
 
 from funduslab.data.synthetic_anatomy import (
+    Anatomy,
     Canvas,
     Frame,
-    draw_disc,
     draw_polylines,
     sample_anatomy,
 )
 from funduslab.data.synthetic_compose import (
+    RetinaShading,
     apply_camera,
-    darken_spot,
-    layer_alpha,
-    paint,
+    composite_fundus,
     smooth_noise,
-    tint,
 )
 from funduslab.data.synthetic_lesions import (
     draw_amd,
@@ -265,15 +263,6 @@ def _frame(spec: FundusSpec) -> Frame:
     return Frame(s, centre, cam.fov_radius * s, math.radians(cam.rotation_deg))
 
 
-# (layer, blur in FOV radii, alpha gain, colour): bright findings painted toward a colour
-_UNDER_DISC = (("atrophy", 0.01, 0.85, (228.0, 190.0, 145.0)),)
-_OVER_DISC = (("drusen", 0.008, 0.85, (242.0, 212.0, 120.0)),)
-_BRIGHT_LESIONS = (
-    ("exudate", 0.003, 1.0, (252.0, 236.0, 140.0)),
-    ("cotton", 0.02, 1.4, (234.0, 222.0, 196.0)),
-)
-
-
 @overload
 def render_fundus(
     spec: FundusSpec, rng: np.random.Generator, camera_rng: np.random.Generator | None = None,
@@ -309,13 +298,30 @@ def render_fundus(
     """
     cdr = spec.cup_to_disc_ratio if spec.cup_to_disc_ratio is not None else _cdr(rng, spec.glaucoma)
     frame = _frame(spec)
-    size = spec.size
     anat = sample_anatomy(rng, cdr, tortuosity=1.8 if spec.hypertensive else 1.0)
     canvas = Canvas(frame)
-    # --- every random draw of the eye happens here, before the camera
+    shading = _draw_eye(spec, rng, anat, canvas)
+    img, disc_masks = composite_fundus(canvas, anat, shading, hypertensive=spec.hypertensive)
+    out_img, fov = apply_camera(img, frame, spec.camera, camera_rng or rng)
+    out = _masks_in_fov(canvas, disc_masks, fov)
+    centres = {"fovea": frame.to_px(anat.macula), "disc": frame.to_px(anat.disc)}
+    if spec.eye == "left":
+        out_img, out, centres = _mirror(out_img, out, centres, spec.size)
+    if return_landmarks:
+        return out_img, out, {k: (float(xy[0]), float(xy[1])) for k, xy in centres.items()}
+    return out_img, out
+
+
+def _draw_eye(
+    spec: FundusSpec, rng: np.random.Generator, anat: Anatomy, canvas: Canvas
+) -> RetinaShading:
+    """Make every random draw of the eye, in a fixed order, before any camera draw.
+
+    Findings and vessels are drawn onto ``canvas``; the retina's own draws are returned.
+    """
     p = spec.pigment
     base = (228 - 60 * p, 128 - 58 * p, 62 - 28 * p)
-    mottle = smooth_noise(rng, size, ((5, 0.06), (28, 0.012)))
+    mottle = smooth_noise(rng, spec.size, ((5, 0.06), (28, 0.012)))
     mottle += 1.0
     mac_sigma, mac_amp = rng.uniform(0.11, 0.14), rng.uniform(0.45, 0.65)
     tess = max(spec.tessellation, rng.uniform(0.6, 0.9) if spec.myopia else 0.0)
@@ -334,62 +340,25 @@ def render_fundus(
                    {True: 1.0, False: 0.6 if spec.hypertensive else 1.0},
                    {True: "vein", False: "artery"}, dim_near=(anat.disc, anat.disc_radius))
     haze = rng.uniform(0.35, 0.6) if spec.cataract else 0.0
-    # --- composite, back to front, on a planar (3, H, W) float32 image
-    img = np.stack([mottle * np.float32(b) for b in base])
-    darken_spot(img, frame, anat.macula, mac_sigma, mac_amp, (0.5, 0.42, 0.5))  # macula
-    darken_spot(img, frame, anat.macula, 0.03, 0.45, (0.55, 0.45, 0.55))  # fovea
-    got = layer_alpha(canvas, "choroid", 0.02)
-    if got is not None:  # dark interstitial spaces between broad orange choroidal vessels
-        a, (rows, cols) = got
-        inv = np.full((size, size), np.float32(tess))
-        inv[rows, cols] *= 1.0 - a
-        tint(img, inv, (0.58, 0.47, 0.52))
-    _paint_layers(img, canvas, _UNDER_DISC)
-    masks: dict[str, np.ndarray] = {}
-    draw_disc(img, frame, anat, masks)
-    _paint_layers(img, canvas, _OVER_DISC)
-    artery = (0.8, 0.52, 0.55) if not spec.hypertensive else (0.88, 0.66, 0.58)
-    for name, blur, gain, factor in (
-        ("pigment", 0.004, 1.0, (0.35, 0.3, 0.3)),
-        ("vein", 0.003, 0.9, (0.58, 0.3, 0.36)),
-        ("artery", 0.003, 0.8, artery),
-        ("nv", 0.0, 0.8, (0.55, 0.25, 0.3)),
-        ("red", 0.004, 1.0, (0.45, 0.16, 0.2)),
-    ):
-        got = layer_alpha(canvas, name, blur, gain)
-        if got is not None:
-            a, (rows, cols) = got
-            tint(img[:, rows, cols], a, factor)
-    _paint_layers(img, canvas, _BRIGHT_LESIONS)
-    if haze > 0:  # cataract: blur and a yellow-white veil
-        for c in range(3):
-            img[c] = cv2.GaussianBlur(img[c], (0, 0), float(frame.px(0.02 + 0.03 * haze)))
-        paint(img, np.full((size, size), np.float32(haze)), (205.0, 175.0, 135.0))
-    out_img, fov = apply_camera(img, frame, spec.camera, camera_rng or rng)
-    # --- masks: bool, inside the FOV, mirrored with the image for a left eye
-    out: dict[str, np.ndarray] = {}
+    return RetinaShading(base, mottle, mac_sigma, mac_amp, tess, haze)
+
+
+def _masks_in_fov(canvas: Canvas, disc_masks: _Masks, fov: np.ndarray) -> _Masks:
+    """Every mask of :data:`MASK_NAMES` as bool ``(H, W)``, cut to the field of view."""
+    out: _Masks = {}
     for name in MASK_NAMES:
-        m = masks.get(name)
+        m = disc_masks.get(name)
         if m is None:
             m = canvas.masks[name].view(bool) if name in canvas.masks else np.zeros_like(fov)
         out[name] = m & fov
-    centres = {"fovea": frame.to_px(anat.macula), "disc": frame.to_px(anat.disc)}
-    if spec.eye == "left":
-        out_img = cv2.flip(out_img, 1)
-        out = {k: cv2.flip(v.view(np.uint8), 1).view(bool) for k, v in out.items()}
-        centres = {k: np.array([size - 1 - xy[0], xy[1]]) for k, xy in centres.items()}
-    if return_landmarks:
-        return out_img, out, {k: (float(xy[0]), float(xy[1])) for k, xy in centres.items()}
-    return out_img, out
+    return out
 
 
-def _paint_layers(
-    img: np.ndarray, canvas: Canvas, styles: tuple[tuple[str, float, float, RGB], ...]
-) -> None:
-    for name, blur, gain, colour in styles:
-        got = layer_alpha(canvas, name, blur, gain)
-        if got is not None:
-            a, (rows, cols) = got
-            if gain > 1.0:
-                np.minimum(a, 1.0, out=a)
-            paint(img[:, rows, cols], a, colour)
+def _mirror(
+    img: np.ndarray, masks: _Masks, centres: dict[str, np.ndarray], size: int
+) -> tuple[np.ndarray, _Masks, dict[str, np.ndarray]]:
+    """Image, masks and centres mirrored left-right: the eye is drawn as a right eye."""
+    img = cv2.flip(img, 1)
+    masks = {k: cv2.flip(v.view(np.uint8), 1).view(bool) for k, v in masks.items()}
+    centres = {k: np.array([size - 1 - xy[0], xy[1]]) for k, xy in centres.items()}
+    return img, masks, centres

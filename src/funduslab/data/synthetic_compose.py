@@ -1,7 +1,8 @@
 """Compositing and camera simulation for the synthetic fundus generator.
 
-Images are planar float32 ``(3, H, W)`` RGB in grey levels (0–255) while being composed, so every
-operation runs on contiguous planes. Layers (uint8 alpha maps from
+:func:`composite_fundus` lays the retina, macula, choroid, disc, vessels and findings back to
+front. Images are planar float32 ``(3, H, W)`` RGB in grey levels (0–255) while being composed, so
+every operation runs on contiguous planes. Layers (uint8 alpha maps from
 :class:`funduslab.data.synthetic_anatomy.Canvas`) are blended only inside their bounding box.
 The camera model is deliberately simple: multiplicative illumination (gain × vignetting × linear
 ramp) with a soft FOV edge, per-channel colour cast, an additive rim flare, Gaussian blur and
@@ -12,19 +13,22 @@ times faster than ``Generator.standard_normal`` and indistinguishable at 8 bits)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from funduslab.data.synthetic_anatomy import Canvas, Frame
+from funduslab.data.synthetic_anatomy import Anatomy, Canvas, Frame, draw_disc
 
 if TYPE_CHECKING:
     from funduslab.data.synthetic import CameraSpec
 
 __all__ = [
+    "RetinaShading",
     "apply_camera",
+    "composite_fundus",
     "darken_spot",
     "fov_mask",
     "layer_alpha",
@@ -36,6 +40,43 @@ __all__ = [
 
 RGB = tuple[float, float, float]
 _NORMAL_TABLE = np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)], np.float32)
+# (layer, blur in FOV radii, alpha gain, colour): bright findings painted toward a colour
+_UNDER_DISC = (("atrophy", 0.01, 0.85, (228.0, 190.0, 145.0)),)
+_OVER_DISC = (("drusen", 0.008, 0.85, (242.0, 212.0, 120.0)),)
+_BRIGHT_LESIONS = (
+    ("exudate", 0.003, 1.0, (252.0, 236.0, 140.0)),
+    ("cotton", 0.02, 1.4, (234.0, 222.0, 196.0)),
+)
+# (layer, blur in FOV radii, alpha gain, factor): dark layers tinted toward ``img * factor``
+_DARK_LAYERS = (
+    ("pigment", 0.004, 1.0, (0.35, 0.3, 0.3)),
+    ("vein", 0.003, 0.9, (0.58, 0.3, 0.36)),
+    ("artery", 0.003, 0.8, (0.8, 0.52, 0.55)),
+    ("nv", 0.0, 0.8, (0.55, 0.25, 0.3)),
+    ("red", 0.004, 1.0, (0.45, 0.16, 0.2)),
+)
+_NARROW_ARTERY = (0.88, 0.66, 0.58)  # hypertensive arterioles: paler, less contrast
+
+
+@dataclass(frozen=True)
+class RetinaShading:
+    """The eye's own draws that shade the retina; every finding is a layer of the canvas.
+
+    Attributes:
+        base: Retina colour before mottling, RGB grey levels.
+        mottle: ``(H, W)`` float32 choroidal mottling factor around 1.
+        macula_sigma: Width of the macular darkening, FOV radii.
+        macula_amp: Peak of the macular darkening (0–1).
+        tessellation: Choroidal tessellation strength (0 = none).
+        haze: Cataract veil strength (0 = clear media).
+    """
+
+    base: RGB
+    mottle: np.ndarray
+    macula_sigma: float
+    macula_amp: float
+    tessellation: float
+    haze: float
 
 
 def radius_map(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,3 +221,65 @@ def apply_camera(
     fov = fov_mask(frame, cam.fov_clip)
     rgb = cv2.merge([img[0].astype(np.uint8), img[1].astype(np.uint8), img[2].astype(np.uint8)])
     return rgb, fov
+
+
+def composite_fundus(
+    canvas: Canvas, anat: Anatomy, shading: RetinaShading, hypertensive: bool
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Composite the retina, disc, vessels and findings back to front, before the camera.
+
+    Returns:
+        Planar float32 ``(3, H, W)`` RGB and the masks drawn with the disc (``OD``, ``cup``).
+    """
+    frame = canvas.frame
+    img = np.stack([shading.mottle * np.float32(b) for b in shading.base])
+    sigma, amp = shading.macula_sigma, shading.macula_amp
+    darken_spot(img, frame, anat.macula, sigma, amp, (0.5, 0.42, 0.5))  # macula
+    darken_spot(img, frame, anat.macula, 0.03, 0.45, (0.55, 0.45, 0.55))  # fovea
+    _shade_choroid(img, canvas, shading.tessellation)
+    _paint_layers(img, canvas, _UNDER_DISC)
+    masks: dict[str, np.ndarray] = {}
+    draw_disc(img, frame, anat, masks)
+    _paint_layers(img, canvas, _OVER_DISC)
+    for name, blur, gain, factor in _DARK_LAYERS:
+        got = layer_alpha(canvas, name, blur, gain)
+        if got is not None:
+            a, (rows, cols) = got
+            if hypertensive and name == "artery":
+                factor = _NARROW_ARTERY
+            tint(img[:, rows, cols], a, factor)
+    _paint_layers(img, canvas, _BRIGHT_LESIONS)
+    if shading.haze > 0:
+        _cataract_veil(img, frame, shading.haze)
+    return img, masks
+
+
+def _shade_choroid(img: np.ndarray, canvas: Canvas, tessellation: float) -> None:
+    """Darken the interstitial spaces between the broad orange choroidal vessels."""
+    got = layer_alpha(canvas, "choroid", 0.02)
+    if got is not None:
+        a, (rows, cols) = got
+        inv = np.full((canvas.frame.size, canvas.frame.size), np.float32(tessellation))
+        inv[rows, cols] *= 1.0 - a
+        tint(img, inv, (0.58, 0.47, 0.52))
+
+
+def _cataract_veil(img: np.ndarray, frame: Frame, haze: float) -> None:
+    """Cataract: blur the image and lay a yellow-white veil of strength ``haze`` over it."""
+    sigma = float(frame.px(0.02 + 0.03 * haze))
+    for c in range(3):
+        img[c] = cv2.GaussianBlur(img[c], (0, 0), sigma)
+    paint(img, np.full((frame.size, frame.size), np.float32(haze)), (205.0, 175.0, 135.0))
+
+
+def _paint_layers(
+    img: np.ndarray, canvas: Canvas, styles: tuple[tuple[str, float, float, RGB], ...]
+) -> None:
+    """Blend each bright layer of ``styles`` toward its colour, in place."""
+    for name, blur, gain, colour in styles:
+        got = layer_alpha(canvas, name, blur, gain)
+        if got is not None:
+            a, (rows, cols) = got
+            if gain > 1.0:
+                np.minimum(a, 1.0, out=a)
+            paint(img[:, rows, cols], a, colour)

@@ -128,20 +128,9 @@ def fit_vae(
     """
     imgs = np.asarray(images)
     ys = np.asarray(targets, dtype=np.float32)
-    if imgs.ndim != 4 or imgs.shape[1:] != (arch.image_size, arch.image_size, 3):
-        raise ValueError(f"VAE of image_size {arch.image_size} got images of shape {imgs.shape}; "
-                         "decode the data at the VAE's size")
-    if ys.ndim != 2 or ys.shape != (len(imgs), arch.num_labels):
-        raise ValueError(f"label size mismatch: VAE has {arch.num_labels} labels, targets are "
-                         f"{ys.shape} for {len(imgs)} images")
-    if len(imgs) == 0:
-        raise ValueError("fit_vae needs at least one image")
+    device = _check_fit_inputs(imgs, ys, arch, training)
     x_all = torch.from_numpy(np.array(imgs, copy=True))  # uint8 (writable), converted per batch
     y_all = torch.from_numpy(np.array(ys, copy=True))
-    device = torch.device(training.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"VAE device {training.device!r} asked for but CUDA is not available; "
-                         "use device='cpu'")
     steps_per_epoch = math.ceil(len(imgs) / training.batch_size)
     warmup = int(round(training.kl_warmup_epochs * steps_per_epoch))
     history: list[dict[str, float]] = []
@@ -153,28 +142,7 @@ def fit_vae(
                                 weight_decay=training.weight_decay)
         step = 0
         for epoch in range(training.epochs):
-            model.train()
-            sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0, "sq": 0.0}
-            order = torch.randperm(len(imgs))
-            for start in range(0, len(imgs), training.batch_size):
-                idx = order[start : start + training.batch_size]
-                x = x_all[idx].to(device).permute(0, 3, 1, 2).float().div_(255.0)
-                y = y_all[idx].to(device)
-                if training.hflip:
-                    flip = torch.rand(len(idx)) < 0.5
-                    x[flip.to(device)] = x[flip.to(device)].flip(-1)
-                weight = kl_weight(step, warmup, training.beta)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=training.bf16):
-                    logits, mu, logvar = model(x, y)
-                parts = vae_loss(logits, x, mu, logvar, weight, training.reconstruction)
-                opt.zero_grad(set_to_none=True)
-                parts["loss"].backward()
-                opt.step()
-                step += 1
-                n = len(idx)
-                for key in ("loss", "reconstruction", "kl"):
-                    sums[key] += float(parts[key].detach()) * n
-                sums["sq"] += float((torch.sigmoid(logits.detach().float()) - x).pow(2).sum())
+            sums, step = _train_epoch(model, opt, x_all, y_all, training, device, warmup, step)
             row = {"epoch": epoch + 1, **{k: sums[k] / len(imgs) for k in
                                           ("loss", "reconstruction", "kl")},
                    "kl_weight": kl_weight(step - 1, warmup, training.beta),
@@ -187,6 +155,69 @@ def fit_vae(
                 progress(epoch + 1, row)
     model = model.cpu().eval()
     return VAEFit(model, history)
+
+
+def _check_fit_inputs(
+    imgs: np.ndarray, ys: np.ndarray, arch: VAEArchitecture, training: VAETraining
+) -> torch.device:
+    """Check the images and labels fit ``arch`` and the device exists; return the device."""
+    if imgs.ndim != 4 or imgs.shape[1:] != (arch.image_size, arch.image_size, 3):
+        raise ValueError(f"VAE of image_size {arch.image_size} got images of shape {imgs.shape}; "
+                         "decode the data at the VAE's size")
+    if ys.ndim != 2 or ys.shape != (len(imgs), arch.num_labels):
+        raise ValueError(f"label size mismatch: VAE has {arch.num_labels} labels, targets are "
+                         f"{ys.shape} for {len(imgs)} images")
+    if len(imgs) == 0:
+        raise ValueError("fit_vae needs at least one image")
+    device = torch.device(training.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"VAE device {training.device!r} asked for but CUDA is not available; "
+                         "use device='cpu'")
+    return device
+
+
+def _train_epoch(
+    model: ConditionalVAE,
+    opt: torch.optim.Optimizer,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    training: VAETraining,
+    device: torch.device,
+    warmup: int,
+    step: int,
+) -> tuple[dict[str, float], int]:
+    """One pass in a random order: sums of the loss terms (per image) and the next step number."""
+    model.train()
+    sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0, "sq": 0.0}
+    order = torch.randperm(len(x_all))
+    for start in range(0, len(x_all), training.batch_size):
+        idx = order[start : start + training.batch_size]
+        x, y = _batch(x_all, y_all, idx, device, training.hflip)
+        weight = kl_weight(step, warmup, training.beta)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=training.bf16):
+            logits, mu, logvar = model(x, y)
+        parts = vae_loss(logits, x, mu, logvar, weight, training.reconstruction)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        opt.step()
+        step += 1
+        n = len(idx)
+        for key in ("loss", "reconstruction", "kl"):
+            sums[key] += float(parts[key].detach()) * n
+        sums["sq"] += float((torch.sigmoid(logits.detach().float()) - x).pow(2).sum())
+    return sums, step
+
+
+def _batch(
+    x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, device: torch.device, hflip: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch ``idx`` as float images in [0, 1] on ``device``; ``hflip`` mirrors each at p = 0.5."""
+    x = x_all[idx].to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    y = y_all[idx].to(device)
+    if hflip:
+        flip = torch.rand(len(idx)) < 0.5
+        x[flip.to(device)] = x[flip.to(device)].flip(-1)
+    return x, y
 
 
 def save_vae(

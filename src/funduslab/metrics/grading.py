@@ -42,6 +42,11 @@ def _check_weights(weights: Any) -> None:
         raise ValueError(f"weights must be one of {_WEIGHTS}; got {weights!r}")
 
 
+def _check_num_grades(num_grades: Any) -> None:
+    if not isinstance(num_grades, (int, np.integer)) or num_grades < 2:
+        raise ValueError(f"num_grades must be an integer >= 2; got {num_grades!r}")
+
+
 def cohen_kappa(
     y_true: Any,
     y_pred: Any,
@@ -121,54 +126,68 @@ def grading_metrics(
         recall, f1, support[, auroc]}}), ``confusion_matrix`` (K×K nested list, rows = truth) and,
         with ``y_prob``, ``macro_auroc_ovr`` (one-vs-rest AUROC averaged over grades present).
     """
-    if not isinstance(num_grades, (int, np.integer)) or num_grades < 2:
-        raise ValueError(f"num_grades must be an integer >= 2; got {num_grades!r}")
+    _check_num_grades(num_grades)
     t = as_grade_vector(y_true, "y_true", num_grades)
     p = as_grade_vector(y_pred, "y_pred", num_grades)
     check_same_rows(t[:, None], "y_true", p[:, None], "y_pred")
     cm = _confusion(t, p, num_grades)
-    labels = np.arange(num_grades)
-    prec, rec, f1, support = precision_recall_fscore_support(
-        t, p, labels=labels, zero_division=0
-    )
-    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    per_grade, macro_f1 = _per_grade_scores(t, p, cm)
     out: dict[str, Any] = {
         "n_samples": int(t.size),
         "quadratic_weighted_kappa": float(_kappa_from_confusion(cm, "quadratic")),
         "linear_weighted_kappa": float(_kappa_from_confusion(cm, "linear")),
         "cohen_kappa": float(_kappa_from_confusion(cm, None)),
         "accuracy": float(np.mean(t == p)),
-        "macro_f1": float(np.mean(f1[present])),
-        "per_grade": {
-            str(g): {
-                "precision": float(prec[g]),
-                "recall": float(rec[g]),
-                "f1": float(f1[g]),
-                "support": float(support[g]),
-            }
-            for g in labels
-        },
+        "macro_f1": macro_f1,
+        "per_grade": per_grade,
         "confusion_matrix": cm.astype(int).tolist(),
     }
     if y_prob is not None:
-        prob = as_probability_matrix(y_prob, "y_prob")
-        if prob.shape != (t.size, num_grades):
-            raise ValueError(
-                f"y_prob has shape {prob.shape}; expected (N, num_grades) = "
-                f"({t.size}, {num_grades})"
-            )
-        onehot = (t[:, None] == labels[None, :]).astype(np.int64)
-        auroc = auroc_per_class(onehot, prob)
-        for g in labels:
-            out["per_grade"][str(g)]["auroc"] = float(auroc[g])
-        missing = [int(g) for g in labels if not np.isfinite(auroc[g])]
-        if missing:
-            logger.warning(
-                "one-vs-rest AUROC undefined for grade(s) %s; skipped from the macro", missing
-            )
-        defined = len(missing) < num_grades
-        out["macro_auroc_ovr"] = float(np.nanmean(auroc)) if defined else float("nan")
+        _add_ovr_auroc(out, t, y_prob, num_grades)
     return out
+
+
+def _per_grade_scores(
+    t: np.ndarray, p: np.ndarray, cm: np.ndarray
+) -> tuple[dict[str, dict[str, float]], float]:
+    """Precision, recall, F1 and support per grade, and the macro F1 over grades present."""
+    labels = np.arange(cm.shape[0])
+    prec, rec, f1, support = precision_recall_fscore_support(
+        t, p, labels=labels, zero_division=0
+    )
+    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    per_grade = {
+        str(g): {
+            "precision": float(prec[g]),
+            "recall": float(rec[g]),
+            "f1": float(f1[g]),
+            "support": float(support[g]),
+        }
+        for g in labels
+    }
+    return per_grade, float(np.mean(f1[present]))
+
+
+def _add_ovr_auroc(out: dict[str, Any], t: np.ndarray, y_prob: Any, num_grades: int) -> None:
+    """Add each grade's one-vs-rest AUROC to ``out["per_grade"]`` and their macro to ``out``."""
+    prob = as_probability_matrix(y_prob, "y_prob")
+    if prob.shape != (t.size, num_grades):
+        raise ValueError(
+            f"y_prob has shape {prob.shape}; expected (N, num_grades) = "
+            f"({t.size}, {num_grades})"
+        )
+    labels = np.arange(num_grades)
+    onehot = (t[:, None] == labels[None, :]).astype(np.int64)
+    auroc = auroc_per_class(onehot, prob)
+    for g in labels:
+        out["per_grade"][str(g)]["auroc"] = float(auroc[g])
+    missing = [int(g) for g in labels if not np.isfinite(auroc[g])]
+    if missing:
+        logger.warning(
+            "one-vs-rest AUROC undefined for grade(s) %s; skipped from the macro", missing
+        )
+    defined = len(missing) < num_grades
+    out["macro_auroc_ovr"] = float(np.nanmean(auroc)) if defined else float("nan")
 
 
 def _as_score_vector(x: Any, name: str) -> np.ndarray:
@@ -262,8 +281,7 @@ def optimize_grade_thresholds(
     Returns:
         (K-1,) non-decreasing thresholds for :func:`apply_grade_thresholds`.
     """
-    if not isinstance(num_grades, (int, np.integer)) or num_grades < 2:
-        raise ValueError(f"num_grades must be an integer >= 2; got {num_grades!r}")
+    _check_num_grades(num_grades)
     t = as_grade_vector(y_true, "y_true", num_grades)
     s = _as_score_vector(y_score, "y_score")
     check_same_rows(t[:, None], "y_true", s[:, None], "y_score")

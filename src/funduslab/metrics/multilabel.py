@@ -259,22 +259,12 @@ def multilabel_metrics(
     thr = _thresholds_vector(thresholds, t.shape[1])
     pred = (prob >= thr[None, :]).astype(np.int64)
 
-    per_class = per_class_report(t, pred, names)
-    auroc = auroc_per_class(t, prob)
-    ap = average_precision_per_class(t, prob)
-    for c, name in enumerate(names):
-        per_class[name].update(
-            auroc=float(auroc[c]), average_precision=float(ap[c]), threshold=float(thr[c])
-        )
+    per_class, auroc, ap = _per_class_scores(t, prob, pred, thr, names)
 
     tp, fp, fn, tn = _confusion_counts(t, pred)
     f1_pos, f1_macro = _binary_f1_scores(tp, fp, fn, tn)
     TP, FP, FN = tp.sum(), fp.sum(), fn.sum()
-    flat_t = t.ravel()
-    micro_auroc = float(auroc_per_class(flat_t, prob.ravel())[0])
-    micro_ap = float("nan")
-    if flat_t.any():
-        micro_ap = float(average_precision_score(flat_t, prob.ravel()))
+    micro_auroc, micro_ap = _micro_ranking_scores(t, prob)
     return {
         "n_samples": int(t.shape[0]),
         "label_names": list(names),
@@ -294,6 +284,28 @@ def multilabel_metrics(
         "subset_accuracy": float(np.mean(np.all(t == pred, axis=1))),
         "per_class": per_class,
     }
+
+
+def _per_class_scores(
+    t: np.ndarray, prob: np.ndarray, pred: np.ndarray, thr: np.ndarray, names: Sequence[str]
+) -> tuple[dict[str, dict[str, float]], np.ndarray, np.ndarray]:
+    """The per-class report with AUROC, average precision and threshold; the AUROC and AP arrays."""
+    per_class = per_class_report(t, pred, names)
+    auroc = auroc_per_class(t, prob)
+    ap = average_precision_per_class(t, prob)
+    for c, name in enumerate(names):
+        per_class[name].update(
+            auroc=float(auroc[c]), average_precision=float(ap[c]), threshold=float(thr[c])
+        )
+    return per_class, auroc, ap
+
+
+def _micro_ranking_scores(t: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+    """Micro AUROC and average precision: every (image, class) pair as one binary decision."""
+    flat_t, flat_prob = t.ravel(), prob.ravel()
+    micro_auroc = float(auroc_per_class(flat_t, flat_prob)[0])
+    micro_ap = float(average_precision_score(flat_t, flat_prob)) if flat_t.any() else float("nan")
+    return micro_auroc, micro_ap
 
 
 def _candidate_thresholds(values: np.ndarray) -> np.ndarray:

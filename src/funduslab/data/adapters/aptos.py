@@ -57,40 +57,20 @@ def load_aptos(
     """
     root = Path(root)
     csv_path = root / "train.csv"
-    raw = read_csv(csv_path, what="APTOS train CSV")
-    require_columns(raw, ["id_code", "diagnosis"], csv_path)
-    check_unique_ids(raw["id_code"], csv_path, "id_code")
+    raw = _read_aptos_csv(csv_path, "APTOS train CSV", ["id_code", "diagnosis"])
     grades = parse_labels(raw, ["diagnosis"], csv_path, num_values=APTOS_GRADES)["diagnosis"]
     folder = ImageFolder(root / "train_images", what="APTOS train image folder")
-    frame = pd.DataFrame(
-        {
-            "id": raw["id_code"],
-            "path": folder.resolve(raw["id_code"], csv_path, "id_code"),
-            "patient": raw["id_code"],
-            "eye": "",
-            "labelled": True,
-            "dr_grade": grades,
-        }
+    frame = _image_rows(raw, csv_path, folder, split="", labelled=True, grades=grades)
+    frame["split"] = patient_split(
+        frame, ["dr_grade"], fractions, seed, grading=True, num_grades=APTOS_GRADES
     )
-    frame.insert(4, "split", patient_split(frame, ["dr_grade"], fractions, seed, grading=True,
-                                           num_grades=APTOS_GRADES))  # fmt: skip
     frame = sort_by_split(frame, fractions)
     test_csv = root / "test.csv"
     if test_csv.is_file():
-        test = read_csv(test_csv, what="APTOS test CSV")
-        require_columns(test, ["id_code"], test_csv)
-        check_unique_ids(test["id_code"], test_csv, "id_code")
+        test = _read_aptos_csv(test_csv, "APTOS test CSV", ["id_code"])
         test_folder = ImageFolder(root / "test_images", what="APTOS test image folder")
-        unlabelled = pd.DataFrame(
-            {
-                "id": test["id_code"],
-                "path": test_folder.resolve(test["id_code"], test_csv, "id_code"),
-                "patient": test["id_code"],
-                "eye": "",
-                "split": unlabelled_split,
-                "labelled": False,
-                "dr_grade": 0,
-            }
+        unlabelled = _image_rows(
+            test, test_csv, test_folder, split=unlabelled_split, labelled=False, grades=0
         )
         frame = pd.concat([frame, unlabelled], ignore_index=True)
     return SampleTable(
@@ -100,4 +80,35 @@ def load_aptos(
         num_grades=APTOS_GRADES,
         source=f"aptos:{root}",
         submission_columns=["id_code", "diagnosis"],
+    )
+
+
+def _read_aptos_csv(csv_path: Path, what: str, columns: list[str]) -> pd.DataFrame:
+    """An APTOS CSV holding ``columns``, with unique ``id_code`` values."""
+    raw = read_csv(csv_path, what=what)
+    require_columns(raw, columns, csv_path)
+    check_unique_ids(raw["id_code"], csv_path, "id_code")
+    return raw
+
+
+def _image_rows(
+    raw: pd.DataFrame,
+    csv_path: Path,
+    folder: ImageFolder,
+    *,
+    split: str,
+    labelled: bool,
+    grades: pd.Series | int,
+) -> pd.DataFrame:
+    """Table rows of an APTOS CSV; with no patient ids, each image is its own patient."""
+    return pd.DataFrame(
+        {
+            "id": raw["id_code"],
+            "path": folder.resolve(raw["id_code"], csv_path, "id_code"),
+            "patient": raw["id_code"],
+            "eye": "",
+            "split": split,
+            "labelled": labelled,
+            "dr_grade": grades,
+        }
     )

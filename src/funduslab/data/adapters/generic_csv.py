@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -101,85 +102,16 @@ def load_generic_csv(
         FileNotFoundError: CSV, image folder or an image is missing.
         ValueError: missing columns, bad labels, duplicate ids, requested split with no rows.
     """
-    root = Path(root)
-    csv_path = _locate_csv(root, csv)
-    raw = read_csv(csv_path)
-    base = csv_path.parent
-    if task not in ("multilabel", "grading"):
-        raise ValueError(f"task must be 'multilabel' or 'grading', got {task!r}")
-    meta = [c for c in (id_column, split_column, patient_column, eye_column) if c]
-    require_columns(raw, meta, csv_path)
-    label_names = _as_list(labels)
-    if label_names is None:
-        label_names = [c for c in raw.columns if c not in meta]
-    if not label_names:
-        raise ValueError(f"{csv_path}: no label columns; pass labels=<columns>")
-    if task == "grading" and len(label_names) != 1:
-        raise ValueError(f"grading needs one label column, got {label_names}; pass labels=<col>")
-    require_columns(raw, label_names, csv_path)
-    check_unique_ids(raw[id_column], csv_path, id_column)
-
-    ids = raw[id_column]
-    if patient_column:
-        patient = raw[patient_column]
-    elif len(ids) and (ids.map(eye_from_id) != "").all():
-        patient = ids.map(patient_from_id)
-    else:
-        log.info("%s: no patient column; each image is its own patient", csv_path)
-        patient = ids
-    eye = raw[eye_column].str.lower() if eye_column else ids.map(eye_from_id)
-
-    unlabelled = set(_as_list(unlabelled_splits) or [])
-    k = 2 if task == "multilabel" else (num_grades or 1000)
-    values = parse_labels(raw, label_names, csv_path, num_values=k, missing_value=_MISSING)
-    labelled = raw[split_column].isin(unlabelled) if split_column else pd.Series(False, raw.index)
-    labelled = ~labelled
-    empty = (values == _MISSING).any(axis=1) & labelled
-    if empty.any():
-        row = int(empty.to_numpy().nonzero()[0][0])
-        col = next(c for c in label_names if values.iloc[row][c] == _MISSING)
-        raise ValueError(f"{csv_path}: {row_ref(row)}, column {col!r}: empty label")
-    values = values.where(values != _MISSING, 0)
-    if task == "grading" and not num_grades:
-        num_grades = int(values[label_names[0]].max()) + 1
-
-    if images is None:
-        images = "images" if (base / "images").is_dir() else "."
-    image_dir = base / images
-    if not image_dir.is_dir() and Path(images).is_dir():  # relative to the working directory
-        image_dir = Path(images)
-    folder = ImageFolder(image_dir, what="image folder")
-    frame = pd.DataFrame(
-        {
-            "id": ids,
-            "path": folder.resolve(ids, csv_path, id_column),
-            "patient": patient.astype(str),
-            "eye": eye,
-            "split": "",
-            "labelled": labelled.to_numpy(),
-        }
+    csv_path = _locate_csv(Path(root), csv)
+    columns = _Columns(id_column, split_column, patient_column, eye_column)
+    raw, label_names = _read_checked_csv(csv_path, columns, _as_list(labels), task)
+    frame, num_grades = _sample_frame(
+        raw, csv_path, columns, label_names, task, num_grades, images, unlabelled_splits
     )
-    frame = pd.concat([frame, values], axis=1)
-    if split_column:
-        blank = (raw[split_column] == "").to_numpy()
-        if blank.any():
-            row = int(blank.nonzero()[0][0])
-            raise ValueError(f"{csv_path}: {row_ref(row)}, column {split_column!r}: empty split")
-        frame["split"] = raw[split_column]
-    else:
-        frame["split"] = patient_split(
-            frame, label_names, fractions, seed, grading=task == "grading", num_grades=num_grades
-        )
-        frame = sort_by_split(frame, fractions)
-    wanted = _as_list(splits)
-    if wanted is not None:
-        for name in wanted:
-            if not (frame["split"] == name).any():
-                raise ValueError(
-                    f"{csv_path}: requested split {name!r} has no rows; splits present: "
-                    f"{list(dict.fromkeys(frame['split']))}"
-                )
-        frame = frame.loc[frame["split"].isin(wanted)].reset_index(drop=True)
+    frame = _assign_splits(
+        frame, raw, csv_path, columns.split, label_names, fractions, seed, task, num_grades
+    )
+    frame = _keep_splits(frame, csv_path, _as_list(splits))
     return SampleTable(
         frame=frame,
         label_names=label_names,
@@ -188,3 +120,144 @@ def load_generic_csv(
         source=f"generic_csv:{csv_path}",
         submission_columns=[id_column, *label_names],
     )
+
+
+class _Columns(NamedTuple):
+    """The CSV's id column and its optional split, patient and eye columns."""
+
+    id: str
+    split: str | None
+    patient: str | None
+    eye: str | None
+
+
+def _read_checked_csv(
+    csv_path: Path, columns: _Columns, labels: list[str] | None, task: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """The CSV and its label columns, after checking the task, the named columns and the ids."""
+    raw = read_csv(csv_path)
+    if task not in ("multilabel", "grading"):
+        raise ValueError(f"task must be 'multilabel' or 'grading', got {task!r}")
+    meta = [c for c in columns if c]
+    require_columns(raw, meta, csv_path)
+    label_names = labels if labels is not None else [c for c in raw.columns if c not in meta]
+    if not label_names:
+        raise ValueError(f"{csv_path}: no label columns; pass labels=<columns>")
+    if task == "grading" and len(label_names) != 1:
+        raise ValueError(f"grading needs one label column, got {label_names}; pass labels=<col>")
+    require_columns(raw, label_names, csv_path)
+    check_unique_ids(raw[columns.id], csv_path, columns.id)
+    return raw, label_names
+
+
+def _patients_and_eyes(
+    raw: pd.DataFrame, csv_path: Path, columns: _Columns
+) -> tuple[pd.Series, pd.Series]:
+    """Patient and eye per row: from their columns, else from ``<patient>_<eye>`` ids."""
+    ids = raw[columns.id]
+    if columns.patient:
+        patient = raw[columns.patient]
+    elif len(ids) and (ids.map(eye_from_id) != "").all():
+        patient = ids.map(patient_from_id)
+    else:
+        log.info("%s: no patient column; each image is its own patient", csv_path)
+        patient = ids
+    eye = raw[columns.eye].str.lower() if columns.eye else ids.map(eye_from_id)
+    return patient, eye
+
+
+def _label_values(
+    raw: pd.DataFrame, csv_path: Path, label_names: list[str], num_values: int, labelled: pd.Series
+) -> pd.DataFrame:
+    """Integer labels; an empty cell is an error in a labelled row and 0 in an unlabelled one."""
+    values = parse_labels(raw, label_names, csv_path, num_values=num_values, missing_value=_MISSING)
+    empty = (values == _MISSING).any(axis=1) & labelled
+    if empty.any():
+        row = int(empty.to_numpy().nonzero()[0][0])
+        col = next(c for c in label_names if values.iloc[row][c] == _MISSING)
+        raise ValueError(f"{csv_path}: {row_ref(row)}, column {col!r}: empty label")
+    return values.where(values != _MISSING, 0)
+
+
+def _image_folder(base: Path, images: str | Path | None) -> ImageFolder:
+    """The image folder, relative to the CSV's folder ``base`` or else to the working directory."""
+    if images is None:
+        images = "images" if (base / "images").is_dir() else "."
+    image_dir = base / images
+    if not image_dir.is_dir() and Path(images).is_dir():  # relative to the working directory
+        image_dir = Path(images)
+    return ImageFolder(image_dir, what="image folder")
+
+
+def _sample_frame(
+    raw: pd.DataFrame,
+    csv_path: Path,
+    columns: _Columns,
+    label_names: list[str],
+    task: str,
+    num_grades: int,
+    images: str | Path | None,
+    unlabelled_splits: Sequence[str] | str,
+) -> tuple[pd.DataFrame, int]:
+    """One row per image (no split yet) and the number of grades (inferred when 0)."""
+    patient, eye = _patients_and_eyes(raw, csv_path, columns)
+    unlabelled = set(_as_list(unlabelled_splits) or [])
+    if columns.split:
+        labelled = ~raw[columns.split].isin(unlabelled)
+    else:
+        labelled = ~pd.Series(False, raw.index)
+    num_values = 2 if task == "multilabel" else (num_grades or 1000)
+    values = _label_values(raw, csv_path, label_names, num_values, labelled)
+    if task == "grading" and not num_grades:
+        num_grades = int(values[label_names[0]].max()) + 1
+    ids = raw[columns.id]
+    folder = _image_folder(csv_path.parent, images)
+    frame = pd.DataFrame(
+        {
+            "id": ids,
+            "path": folder.resolve(ids, csv_path, columns.id),
+            "patient": patient.astype(str),
+            "eye": eye,
+            "split": "",
+            "labelled": labelled.to_numpy(),
+        }
+    )
+    return pd.concat([frame, values], axis=1), num_grades
+
+
+def _assign_splits(
+    frame: pd.DataFrame,
+    raw: pd.DataFrame,
+    csv_path: Path,
+    split_column: str | None,
+    label_names: list[str],
+    fractions: Mapping[str, float] | None,
+    seed: int,
+    task: str,
+    num_grades: int,
+) -> pd.DataFrame:
+    """Splits from the split column (none may be empty), else drawn by patient."""
+    if split_column:
+        blank = (raw[split_column] == "").to_numpy()
+        if blank.any():
+            row = int(blank.nonzero()[0][0])
+            raise ValueError(f"{csv_path}: {row_ref(row)}, column {split_column!r}: empty split")
+        frame["split"] = raw[split_column]
+        return frame
+    frame["split"] = patient_split(
+        frame, label_names, fractions, seed, grading=task == "grading", num_grades=num_grades
+    )
+    return sort_by_split(frame, fractions)
+
+
+def _keep_splits(frame: pd.DataFrame, csv_path: Path, wanted: list[str] | None) -> pd.DataFrame:
+    """The rows of the ``wanted`` splits (all rows when ``None``); each must have rows."""
+    if wanted is None:
+        return frame
+    for name in wanted:
+        if not (frame["split"] == name).any():
+            raise ValueError(
+                f"{csv_path}: requested split {name!r} has no rows; splits present: "
+                f"{list(dict.fromkeys(frame['split']))}"
+            )
+    return frame.loc[frame["split"].isin(wanted)].reset_index(drop=True)

@@ -89,35 +89,10 @@ def load_idrid(root: Path, *, check_mask_content: bool = False) -> SampleTable:
         if not image_dir.is_dir():
             log.info("IDRiD %s images not found at %s; skipped", split, image_dir)
             continue
-        images = ImageFolder(image_dir, f"IDRiD {split} images")
-        names = sorted(
-            p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
-        )
         masks = _mask_folders(seg / "2. All Segmentation Groundtruths" / set_name)
         if not masks:
             log.warning("IDRiD %s: no ground-truth folders found; all lesion labels are 0", split)
-        rows = []
-        for name in names:
-            image_id = Path(name).stem
-            row = {
-                "id": image_id,
-                "path": str(images.find(name).resolve()),
-                "patient": image_id,
-                "eye": "",
-                "split": split,
-                "labelled": True,
-            }
-            mask_paths = {}
-            for code in IDRID_MASKS:
-                hit = masks[code].find(f"{image_id}_{code}") if code in masks else None
-                mask_paths[code] = str(hit.resolve()) if hit is not None else ""
-            for code in IDRID_LABELS:
-                present = bool(mask_paths[code])
-                if present and check_mask_content:
-                    present = _mask_has_content(Path(mask_paths[code]))
-                row[code] = int(present)
-            row.update({f"mask_{code}": p for code, p in mask_paths.items()})
-            rows.append(row)
+        rows = _set_rows(image_dir, split, masks, check_mask_content)
         if rows:
             parts.append(pd.DataFrame(rows))
     if not parts:
@@ -129,3 +104,34 @@ def load_idrid(root: Path, *, check_mask_content: bool = False) -> SampleTable:
     return SampleTable(
         frame=frame, label_names=list(IDRID_LABELS), task="multilabel", source=f"idrid:{root}"
     )
+
+
+def _set_rows(
+    image_dir: Path, split: str, masks: dict[str, ImageFolder], check_mask_content: bool
+) -> list[dict[str, object]]:
+    """One row per image of a set: lesion labels from its masks, and the mask paths."""
+    images = ImageFolder(image_dir, f"IDRiD {split} images")
+    names = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    rows = []
+    for name in names:
+        image_id = Path(name).stem
+        row: dict[str, object] = {
+            "id": image_id,
+            "path": str(images.find(name).resolve()),
+            "patient": image_id,
+            "eye": "",
+            "split": split,
+            "labelled": True,
+        }
+        mask_paths = {}
+        for code in IDRID_MASKS:
+            hit = masks[code].find(f"{image_id}_{code}") if code in masks else None
+            mask_paths[code] = str(hit.resolve()) if hit is not None else ""
+        for code in IDRID_LABELS:
+            present = bool(mask_paths[code])
+            if present and check_mask_content:
+                present = _mask_has_content(Path(mask_paths[code]))
+            row[code] = int(present)
+        row.update({f"mask_{code}": p for code, p in mask_paths.items()})
+        rows.append(row)
+    return rows

@@ -217,36 +217,17 @@ def load_odir5k(
     """
     root = Path(root)
     base = root.parent if root.is_file() else root
-    path = Path(annotations) if annotations is not None else _find_annotations(root)
-    if not path.is_absolute() and not path.exists():
-        path = base / path
-    if task not in ("multilabel", "grading"):
-        raise ValueError(f"task must be 'multilabel' or 'grading', got {task!r}")
-    unknown = [lab for lab in labels if lab not in ODIR_LABELS]
-    if unknown:
-        raise ValueError(f"unknown ODIR-5K label(s) {unknown}; valid: {list(ODIR_LABELS)}")
-    raw = _read_sheet(path)
-    if raw.empty:
-        raise ValueError(f"{path}: no data rows (only a header); add one row per eye or patient")
-    is_sheet = "Left-Diagnostic Keywords" in raw.columns
-    eyes = _per_eye_from_sheet(raw, path) if is_sheet else _per_eye_from_labels_csv(raw, path)
-    check_unique_ids(eyes["id"], path, "id" if not is_sheet else "Left-/Right-Fundus")
-    folder = ImageFolder(base / images, what="ODIR-5K image folder")
-    if is_sheet:  # errors point at the sheet's row and Left-/Right-Fundus column
-        eyes["path"] = folder.resolve(eyes["id"], path, eyes.pop("sheet_column").tolist(),
-                                      eyes.pop("sheet_row").tolist())  # fmt: skip
-    else:
-        eyes["path"] = folder.resolve(eyes["id"], path)
+    path = _annotation_path(root, base, annotations)
+    _check_task_and_labels(task, labels)
+    eyes, is_sheet = _read_eyes(path)
+    _add_image_paths(eyes, ImageFolder(base / images, what="ODIR-5K image folder"), path, is_sheet)
     eyes["patient"] = eyes["patient"].astype(str)
     if "age" in eyes.columns:
         eyes["age"] = pd.to_numeric(eyes["age"], errors="coerce")
     eyes["labelled"] = True
     label_names = ["dr_grade"] if task == "grading" else list(labels)
     if task == "grading":
-        unknown_grade = eyes["dr_grade"] < 0
-        if unknown_grade.any():
-            log.info("dropping %d eye(s) with unstaged DR (dr_grade -1)", int(unknown_grade.sum()))
-            eyes = eyes.loc[~unknown_grade].reset_index(drop=True)
+        eyes = _drop_unstaged(eyes)
     eyes["split"] = patient_split(
         eyes, label_names, fractions, seed, grading=task == "grading", num_grades=5
     )
@@ -261,3 +242,48 @@ def load_odir5k(
         source=f"odir5k:{path}",
         submission_columns=[],
     )
+
+
+def _annotation_path(root: Path, base: Path, annotations: str | Path | None) -> Path:
+    """The annotation file: ``annotations`` (relative to ``base`` unless it exists) or found."""
+    path = Path(annotations) if annotations is not None else _find_annotations(root)
+    if not path.is_absolute() and not path.exists():
+        path = base / path
+    return path
+
+
+def _check_task_and_labels(task: str, labels: Sequence[str]) -> None:
+    if task not in ("multilabel", "grading"):
+        raise ValueError(f"task must be 'multilabel' or 'grading', got {task!r}")
+    unknown = [lab for lab in labels if lab not in ODIR_LABELS]
+    if unknown:
+        raise ValueError(f"unknown ODIR-5K label(s) {unknown}; valid: {list(ODIR_LABELS)}")
+
+
+def _read_eyes(path: Path) -> tuple[pd.DataFrame, bool]:
+    """One row per eye from either annotation format, and whether it was the per-patient sheet."""
+    raw = _read_sheet(path)
+    if raw.empty:
+        raise ValueError(f"{path}: no data rows (only a header); add one row per eye or patient")
+    is_sheet = "Left-Diagnostic Keywords" in raw.columns
+    eyes = _per_eye_from_sheet(raw, path) if is_sheet else _per_eye_from_labels_csv(raw, path)
+    check_unique_ids(eyes["id"], path, "id" if not is_sheet else "Left-/Right-Fundus")
+    return eyes, is_sheet
+
+
+def _add_image_paths(eyes: pd.DataFrame, folder: ImageFolder, path: Path, is_sheet: bool) -> None:
+    """Resolve each eye's image into column ``path``; drops the sheet's row/column bookkeeping."""
+    if is_sheet:  # errors point at the sheet's row and Left-/Right-Fundus column
+        eyes["path"] = folder.resolve(eyes["id"], path, eyes.pop("sheet_column").tolist(),
+                                      eyes.pop("sheet_row").tolist())  # fmt: skip
+    else:
+        eyes["path"] = folder.resolve(eyes["id"], path)
+
+
+def _drop_unstaged(eyes: pd.DataFrame) -> pd.DataFrame:
+    """Eyes without a DR stage (``dr_grade`` -1) cannot be graded; drop them and say how many."""
+    unknown_grade = eyes["dr_grade"] < 0
+    if unknown_grade.any():
+        log.info("dropping %d eye(s) with unstaged DR (dr_grade -1)", int(unknown_grade.sum()))
+        eyes = eyes.loc[~unknown_grade].reset_index(drop=True)
+    return eyes

@@ -92,44 +92,10 @@ def load_odir_course(
     """
     root = Path(root)
     labels = list(labels)
-    if splits is None:
-        wanted = [s for s, (f, _) in COURSE_SPLITS.items() if s == "train" or (root / f).is_file()]
-    else:
-        unknown = [s for s in splits if s not in COURSE_SPLITS]
-        if unknown:
-            raise ValueError(f"unknown course split(s) {unknown}; valid: {list(COURSE_SPLITS)}")
-        wanted = list(splits)
-    parts = []
-    for split in wanted:
-        filename, labelled = COURSE_SPLITS[split]
-        csv_path = root / filename
-        raw = read_csv(csv_path, what=f"course {split} CSV")
-        require_columns(raw, ["id", *labels], csv_path)
-        if raw.empty:
-            raise ValueError(f"{csv_path}: the {split} split has no rows (only a header)")
-        check_unique_ids(raw["id"], csv_path)
-        if labelled:
-            values = parse_labels(raw, labels, csv_path)
-        else:  # the template's zeros are placeholders; accept blanks too
-            values = parse_labels(raw, labels, csv_path, missing_value=0) * 0
-        folder = ImageFolder(root / images / split, what=f"course {split} image folder")
-        part = pd.DataFrame(
-            {
-                "id": raw["id"],
-                "path": folder.resolve(raw["id"], csv_path),
-                "patient": raw["id"].map(patient_from_id),
-                "eye": raw["id"].map(eye_from_id),
-                "split": split,
-                "labelled": labelled,
-            }
-        )
-        parts.append(pd.concat([part, values], axis=1))
+    wanted = _wanted_splits(root, splits)
+    parts = [_read_course_split(root, split, labels, images) for split in wanted]
     frame = pd.concat(parts, ignore_index=True)
-    dup = frame.loc[frame["id"].duplicated(keep=False)]
-    if not dup.empty:
-        first = dup["id"].iloc[0]
-        where = frame.loc[frame["id"] == first, "split"].tolist()
-        raise ValueError(f"{root}: id {first!r} appears in several course CSVs: {where}")
+    _check_ids_across_splits(frame, root)
     shared = {f"{a}/{b}": n for (a, b), n in patient_overlap(frame).items() if n}
     if shared:
         log.info("course splits share patients (as distributed by the course): %s", shared)
@@ -141,3 +107,49 @@ def load_odir_course(
         source=f"odir_course:{root}",
         submission_columns=["id", *labels],
     )
+
+
+def _wanted_splits(root: Path, splits: Sequence[str] | None) -> list[str]:
+    """The splits to read: those asked for (each a course split), else every CSV present."""
+    if splits is None:
+        return [s for s, (f, _) in COURSE_SPLITS.items() if s == "train" or (root / f).is_file()]
+    unknown = [s for s in splits if s not in COURSE_SPLITS]
+    if unknown:
+        raise ValueError(f"unknown course split(s) {unknown}; valid: {list(COURSE_SPLITS)}")
+    return list(splits)
+
+
+def _read_course_split(root: Path, split: str, labels: list[str], images: str) -> pd.DataFrame:
+    """The rows of one course CSV with resolved image paths (an unlabelled split's labels are 0)."""
+    filename, labelled = COURSE_SPLITS[split]
+    csv_path = root / filename
+    raw = read_csv(csv_path, what=f"course {split} CSV")
+    require_columns(raw, ["id", *labels], csv_path)
+    if raw.empty:
+        raise ValueError(f"{csv_path}: the {split} split has no rows (only a header)")
+    check_unique_ids(raw["id"], csv_path)
+    if labelled:
+        values = parse_labels(raw, labels, csv_path)
+    else:  # the template's zeros are placeholders; accept blanks too
+        values = parse_labels(raw, labels, csv_path, missing_value=0) * 0
+    folder = ImageFolder(root / images / split, what=f"course {split} image folder")
+    part = pd.DataFrame(
+        {
+            "id": raw["id"],
+            "path": folder.resolve(raw["id"], csv_path),
+            "patient": raw["id"].map(patient_from_id),
+            "eye": raw["id"].map(eye_from_id),
+            "split": split,
+            "labelled": labelled,
+        }
+    )
+    return pd.concat([part, values], axis=1)
+
+
+def _check_ids_across_splits(frame: pd.DataFrame, root: Path) -> None:
+    """Raise if an id is listed in more than one course CSV: ids must be unique in the table."""
+    dup = frame.loc[frame["id"].duplicated(keep=False)]
+    if not dup.empty:
+        first = dup["id"].iloc[0]
+        where = frame.loc[frame["id"] == first, "split"].tolist()
+        raise ValueError(f"{root}: id {first!r} appears in several course CSVs: {where}")

@@ -72,37 +72,8 @@ def load_rfmid(root: Path, *, disease_risk_label: bool = False) -> SampleTable:
             log.info("RFMiD %s set not found at %s; skipped", split, csv_path)
             continue
         raw = read_csv(csv_path, what=f"RFMiD {split} labels")
-        require_columns(raw, ["ID"], csv_path)
-        if not labels:
-            labels = [c for c in raw.columns if c not in ("ID", _RISK)]
-            if not labels:
-                raise ValueError(f"{csv_path}: no disease columns after 'ID'/'Disease_Risk'")
-        require_columns(raw, labels, csv_path)
-        extra = [c for c in raw.columns if c not in ("ID", _RISK, *labels)]
-        if extra:
-            raise ValueError(
-                f"{csv_path}: disease column(s) {extra} are not in the training labels; "
-                "all RFMiD sets must have the same columns"
-            )
-        check_unique_ids(raw["ID"], csv_path, "ID")
-        has_risk = _RISK in raw.columns
-        values = parse_labels(raw, labels + ([_RISK] if has_risk else []), csv_path)
-        risk = values.pop(_RISK) if has_risk else values[labels].max(axis=1)
-        images = ImageFolder(root / folder / image_dir, what=f"RFMiD {split} images")
-        ids = f"{split}-" + raw["ID"]
-        part = pd.DataFrame(
-            {
-                "id": ids,
-                "path": images.resolve(raw["ID"], csv_path, "ID"),
-                "patient": ids,
-                "eye": "",
-                "split": split,
-                "labelled": True,
-            }
-        )
-        part = pd.concat([part, values[labels]], axis=1)
-        part.insert(6, _RISK, risk.astype("int64"))
-        parts.append(part)
+        labels = _check_set_columns(raw, csv_path, labels)
+        parts.append(_set_rows(raw, csv_path, split, labels, root / folder / image_dir))
     frame = pd.concat(parts, ignore_index=True)
     label_names = [_RISK, *labels] if disease_risk_label else labels
     return SampleTable(
@@ -111,3 +82,45 @@ def load_rfmid(root: Path, *, disease_risk_label: bool = False) -> SampleTable:
         task="multilabel",
         source=f"rfmid:{root}",
     )
+
+
+def _check_set_columns(raw: pd.DataFrame, csv_path: Path, labels: list[str]) -> list[str]:
+    """The disease columns: read from the first set (``labels`` empty), the same in every other."""
+    require_columns(raw, ["ID"], csv_path)
+    if not labels:
+        labels = [c for c in raw.columns if c not in ("ID", _RISK)]
+        if not labels:
+            raise ValueError(f"{csv_path}: no disease columns after 'ID'/'Disease_Risk'")
+    require_columns(raw, labels, csv_path)
+    extra = [c for c in raw.columns if c not in ("ID", _RISK, *labels)]
+    if extra:
+        raise ValueError(
+            f"{csv_path}: disease column(s) {extra} are not in the training labels; "
+            "all RFMiD sets must have the same columns"
+        )
+    check_unique_ids(raw["ID"], csv_path, "ID")
+    return labels
+
+
+def _set_rows(
+    raw: pd.DataFrame, csv_path: Path, split: str, labels: list[str], image_dir: Path
+) -> pd.DataFrame:
+    """Table rows of one set, with ``Disease_Risk`` as "any disease" when the CSV lacks it."""
+    has_risk = _RISK in raw.columns
+    values = parse_labels(raw, labels + ([_RISK] if has_risk else []), csv_path)
+    risk = values.pop(_RISK) if has_risk else values[labels].max(axis=1)
+    images = ImageFolder(image_dir, what=f"RFMiD {split} images")
+    ids = f"{split}-" + raw["ID"]
+    part = pd.DataFrame(
+        {
+            "id": ids,
+            "path": images.resolve(raw["ID"], csv_path, "ID"),
+            "patient": ids,
+            "eye": "",
+            "split": split,
+            "labelled": True,
+        }
+    )
+    part = pd.concat([part, values[labels]], axis=1)
+    part.insert(6, _RISK, risk.astype("int64"))
+    return part
