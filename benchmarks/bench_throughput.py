@@ -210,9 +210,10 @@ def main() -> int:
     recipe = resolve_recipe(config_from_dict({"train": {"setup": "full"}})).train  # the default
     print(f"torch {torch.__version__}, {kernels()}, {torch.get_num_threads()} threads, "
           f"{len(paths)} images, batch {args.batch}, {SIZE} px; default recipe: "
-          f"{recipe.epochs} epochs, {recipe.progressive_epochs} of them at "
-          f"{recipe.progressive_size or SIZE} px, stem + {recipe.freeze_stages} stages frozen for "
-          f"{recipe.freeze_epochs}", flush=True)
+          f"{recipe.epochs} epochs ({recipe.progressive_epochs} of them at "
+          f"{recipe.progressive_size} px), stem + {recipe.freeze_stages} stages frozen "
+          + ("throughout" if recipe.freeze_epochs is None else
+             f"for {recipe.freeze_epochs} epochs"), flush=True)
     gflop, peak, ceiling = flop_ceiling()
     print(f"FLOP ceiling: {gflop:.2f} GFLOP per image (fwd+bwd, all trainable), fp32 matmul "
           f"{peak:.0f} GFLOP/s → {ceiling:.1f} images/s", flush=True)
