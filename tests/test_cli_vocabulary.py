@@ -94,6 +94,8 @@ def test_device_spellings_are_one_device() -> None:
     assert torch_device("cuda:0") == "cuda:0" and torch_device("cpu") == "cpu"
     assert torch_device("auto") in ("cpu", "cuda")
     assert lightning_accelerator("cuda") == "gpu" and lightning_accelerator("cpu") == "cpu"
+    with pytest.raises(ValueError, match="train.devices"):  # Lightning would refuse cuda:0
+        lightning_accelerator("cuda:0")
     assert _overrides({"device": "cuda", "epochs": None}) == {"train.accelerator": "gpu"}
 
 

@@ -35,4 +35,7 @@ def lightning_accelerator(value: str) -> str:
     """The Lightning accelerator for ``train --device``: ``cuda`` means ``gpu``, which is what
     funduslab's precision and loader choices test for."""
     name = value.strip().lower()
+    if ":" in name:  # Lightning takes an accelerator kind; which GPUs is train.devices
+        raise ValueError(f"train --device {value!r}: give cpu, cuda (or gpu) or auto; the "
+                         "number of GPUs is train.devices")
     return "gpu" if name == "cuda" else name
