@@ -64,7 +64,7 @@ def test_unknown_loss_is_one_line_listing_the_losses_before_anything_loads(
     ("train.formulation", "ordinall"), ("train.accelerator", "gpux"), ("train.strategy", "ddpp"),
 ])
 def test_every_registry_name_is_checked_and_the_valid_ones_listed(field: str, value: str):
-    from funduslab.config_names import field_choices, validate_names
+    from funduslab.training.config_names import field_choices, validate_names
 
     cfg = config_from_dict({}, {field: value})
     with pytest.raises(ValueError) as err:
@@ -76,7 +76,7 @@ def test_every_registry_name_is_checked_and_the_valid_ones_listed(field: str, va
 
 
 def test_an_extra_source_adapter_is_checked_before_data_loads():
-    from funduslab.config_names import validate_names
+    from funduslab.training.config_names import validate_names
 
     cfg = config_from_dict({"data": {"extra_sources": [{"adapter": "odir5kk", "root": "x"}]}})
     with pytest.raises(ValueError, match=r"data\.extra_sources\.adapter='odir5kk'.*odir5k"):
@@ -84,7 +84,7 @@ def test_an_extra_source_adapter_is_checked_before_data_loads():
 
 
 def test_valid_names_pass_including_layout_spellings():
-    from funduslab.config_names import validate_names
+    from funduslab.training.config_names import validate_names
 
     validate_names(config_from_dict({}, {"data.adapter": "odir-course", "train.strategy": "DDP",
                                          "data.preprocess": "circle_crop,clahe:clip_limit=3",

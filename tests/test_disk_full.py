@@ -129,7 +129,7 @@ def _write_every_run_file(run: Path, value: float) -> None:
     import matplotlib.pyplot as plt
 
     from funduslab.models.funduslab_checkpoints import save_funduslab_checkpoint
-    from funduslab.reporting.figures import save_figure
+    from funduslab.plots.figures import save_figure
     from funduslab.training.checkpoint_io import AtomicCheckpointIO
     from funduslab.training.fit import HistoryWriter
 

@@ -30,7 +30,7 @@ from funduslab.config import (
     load_config,
     save_config,
 )
-from funduslab.config_names import validate_names
+from funduslab.training.config_names import validate_names
 
 FUZZ = settings(max_examples=120, deadline=2000, derandomize=True, database=None)
 

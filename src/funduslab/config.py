@@ -4,7 +4,7 @@ A :class:`RunConfig` fully describes one run (data, model, training, outputs). I
 resolved, into every run folder as ``config.yaml`` so the run can be repeated exactly.
 
 Names that refer to registries (adapter, backbone, loss, …) are checked by
-:mod:`funduslab.config_names`.
+:mod:`funduslab.training.config_names`.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class TrainConfig(_Strict):
     )
     tta: bool = False
     attention_consistency: float = Field(
-        0.0, ge=0, description="λ of the flip-consistent CAM loss (explain/guided.py); 0 = off"
+        0.0, ge=0, description="λ of the flip-consistent CAM loss (training/guided.py); 0 = off"
     )
     source: DataConfig | None = Field(None, description="source dataset for setup=two-stage")
     source_epochs: int = Field(5, ge=0)

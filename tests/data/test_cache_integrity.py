@@ -26,7 +26,7 @@ from funduslab.data.cache_guard import lock_path
 from funduslab.models.factory import build_model
 from funduslab.preprocess import Pipeline
 from funduslab.training import features
-from funduslab.training.context import SplitData
+from funduslab.data.split_data import SplitData
 
 SIZE = 24
 

@@ -13,7 +13,7 @@ from funduslab.config import DataConfig, ExtraSource, config_from_dict
 from funduslab.data.adapters import load_table
 from funduslab.data.join import extra_rows, join_extra_sources, observed_rows, source_prefixes
 from funduslab.data.synthetic_layouts import write_layout
-from funduslab.training.context import SplitData
+from funduslab.data.split_data import SplitData
 from funduslab.training.samplers import build_sampler
 
 

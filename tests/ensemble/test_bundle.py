@@ -11,7 +11,13 @@ import torch
 
 from funduslab.config import config_from_dict
 from funduslab.data.adapters import load_table
-from funduslab.ensemble import build_combiner, combine, load_members, write_ensemble_run
+from funduslab.ensemble import (
+    ENSEMBLES,
+    build_combiner,
+    combine,
+    load_members,
+    write_ensemble_run,
+)
 from funduslab.ensemble import bundle as bundle_module
 from funduslab.ensemble.bundle import (
     EnsembleModel,
@@ -57,7 +63,7 @@ def _bundle_probs(path: Path, images: np.ndarray) -> np.ndarray:
     return predict_probabilities(load_ensemble_bundle(path), images, batch_size=16)
 
 
-@pytest.mark.parametrize("method", ["soft_voting", "weighted", "max_voting", "stacking"])
+@pytest.mark.parametrize("method", ENSEMBLES.names())
 def test_bundle_reproduces_the_ensemble_run_folder(method, members, tmp_path):
     dirs, images = members
     out = write_ensemble_run(load_members(dirs), method, tmp_path / method)
@@ -167,10 +173,12 @@ class _FixedLogits(torch.nn.Module):
         return self.z[: len(x)]
 
 
-@pytest.mark.parametrize("method,params", [("max_voting", {"threshold": 0.4}),
-                                           ("soft_voting", {}), ("weighted", {}),
-                                           ("stacking", {"cv": 2})])
-def test_torch_rules_match_sklearn_predict_proba_including_a_degenerate_class(method, params):
+_PARAMS = {"max_voting": {"threshold": 0.4}, "stacking": {"cv": 2}}
+
+
+@pytest.mark.parametrize("method", ENSEMBLES.names())  # a new combiner is tested here unlisted
+def test_saved_ensemble_applies_the_combiners_rule_including_a_degenerate_class(method):
+    params = _PARAMS.get(method, {})
     rng = np.random.default_rng(0)
     z = rng.normal(0, 2, size=(3, 40, 3)).astype(np.float32)  # (M, N, K) member logits
     P = 1 / (1 + np.exp(-z.astype(np.float64)))
@@ -185,3 +193,8 @@ def test_torch_rules_match_sklearn_predict_proba_including_a_degenerate_class(me
     with torch.no_grad():
         got = torch.sigmoid(model(torch.zeros(40, 3, 8, 8)).double())
     torch.testing.assert_close(got, torch.as_tensor(combiner.predict_proba(P)), atol=1e-6, rtol=0)
+    if method == "stacking":  # the torch formula against scikit-learn's own meta-models
+        logit = np.log(P / (1 - P))
+        sk = np.stack([m.predict_proba(logit[:, :, k].T)[:, list(m.classes_).index(1)]
+                       for k, m in enumerate(combiner.models_)], axis=1)
+        np.testing.assert_allclose(combiner.predict_proba(P), sk, atol=1e-9)

@@ -16,9 +16,9 @@ from funduslab.ensemble.combiners import (
     SoftVoting,
     Stacking,
     WeightedAveraging,
-    simplex_grid,
 )
 from funduslab.ensemble.run_folder import build_combiner
+from funduslab.ensemble.weight_search import simplex_grid
 
 
 def _members(seed: int = 0, n: int = 60, k: int = 3, noise=(0.15, 0.35, 0.6)):

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from funduslab.ensemble.bundle import BUNDLE_FILENAME
 from funduslab.training.runner import run
-from funduslab.training.saved_model import load_saved_model
+from funduslab.inference.saved_model import load_saved_model
 
 P_COLS = [f"p_{n}" for n in LABELS]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from funduslab.config import TrainConfig
-from funduslab.training.context import SplitData
+from funduslab.data.split_data import SplitData
 from funduslab.training.sample_weights import (
     build_train_sampler,
     read_sample_weights,

@@ -66,8 +66,8 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     tta = yaml.safe_load((out / "tta_0" / "config.yaml").read_text())
     assert tta["train"]["setup"] == "none" and tta["train"]["tta"] is True
     assert Path(tta["model"]["weights"]).parent == out / "single_s0"
-    from funduslab.training.predict_images import list_inputs, predict_saved
-    from funduslab.training.saved_model import load_saved_model
+    from funduslab.inference.predict_images import list_inputs, predict_saved
+    from funduslab.inference.saved_model import load_saved_model
 
     saved = pd.read_csv(out / "tta_0" / "predictions" / "offsite_test.csv").set_index("id")
     inputs = list_inputs(synth_course / "images" / "offsite_test")

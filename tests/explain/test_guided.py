@@ -10,7 +10,7 @@ import torch
 from explain_helpers import StandInAttentionHead, tiny_model
 from torch import nn
 
-from funduslab.explain.guided import (
+from funduslab.training.guided import (
     AttentionConsistencyTask,
     class_activation_maps,
     flip_consistency,

@@ -6,14 +6,9 @@ import pytest
 import torch
 from explain_helpers import tiny_model
 
-from funduslab.explain.targets import (
-    feature_map_nchw,
-    patch_grid,
-    reshape_transform_for,
-    swin_nhwc_to_nchw,
-    target_layer,
-    vit_tokens_to_nchw,
-)
+from funduslab.explain.targets import reshape_transform_for, target_layer
+from funduslab.models.families import patch_grid, swin_nhwc_to_nchw, vit_tokens_to_nchw
+from funduslab.models.feature_maps import feature_map_nchw
 
 
 def test_vit_tokens_drop_prefix_and_fold_row_major():

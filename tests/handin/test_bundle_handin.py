@@ -32,9 +32,9 @@ from funduslab.config import config_from_dict
 from funduslab.data.cache import decode_preprocessed
 from funduslab.handin import bundle_runs
 from funduslab.preprocess import build_pipeline
-from funduslab.training.predict_images import list_inputs, predict_saved, write_prediction_folder
+from funduslab.inference.predict_images import list_inputs, predict_saved, write_prediction_folder
 from funduslab.training.runner import run
-from funduslab.training.saved_model import load_saved_model
+from funduslab.inference.saved_model import load_saved_model
 
 TASKS = {"tiny": "1-1", "resnet18": "1-2", "efficientnet": "1-3"}
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

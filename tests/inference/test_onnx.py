@@ -28,7 +28,7 @@ from funduslab.inference.onnx_model import (
 from funduslab.preprocess import build_pipeline
 from funduslab.training.predict import predict_logits
 from funduslab.training.runner import run
-from funduslab.training.saved_model import SavedModel, load_saved_model
+from funduslab.inference.saved_model import SavedModel, load_saved_model
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

@@ -9,7 +9,8 @@ import timm
 import torch
 
 from funduslab.models import weights as wt
-from funduslab.models.backbones import backbone_info, create_backbone, swin_window_size
+from funduslab.models.backbones import backbone_info, create_backbone
+from funduslab.models.families import swin_window_size
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -171,7 +171,7 @@ def test_cli_report_html(two_runs: list[Path], tmp_path: Path):
 
 
 def test_training_curves_mark_the_kept_epoch():
-    from funduslab.reporting.figures import best_epoch
+    from funduslab.plots.figures import best_epoch
 
     hist = pd.DataFrame({"epoch": range(4), "val_loss": [0.9, 0.7, 0.7, 0.8],
                          "val_course_average_f1": [0.3, 0.5, 0.5, 0.4]})

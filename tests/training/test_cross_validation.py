@@ -15,8 +15,8 @@ from funduslab.data.adapters import load_table
 from funduslab.data.folds import assign_folds, fold_table
 from funduslab.metrics import multilabel_metrics
 from funduslab.training.cross_validation import cross_validate
-from funduslab.training.predict_images import list_inputs, predict_saved
-from funduslab.training.saved_model import load_saved_model
+from funduslab.inference.predict_images import list_inputs, predict_saved
+from funduslab.inference.saved_model import load_saved_model
 
 LABELS = ["D", "G", "A"]
 PROBS = [f"p_{n}" for n in LABELS]

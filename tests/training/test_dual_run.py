@@ -90,7 +90,8 @@ def test_predict_logits_feeds_pairs_and_flips_both_views():
 
 
 def test_loaders_yield_anchor_partner_batches(tmp_path: Path):
-    from funduslab.training.context import RunContext, SplitData
+    from funduslab.data.split_data import SplitData
+    from funduslab.training.context import RunContext
     from funduslab.training.loaders import eval_loader, train_loader
 
     cfg = _cfg(tmp_path, tmp_path, "loaders", "mean", sampler="patient", batch_size=2)

@@ -20,7 +20,7 @@ from funduslab.config import config_from_dict
 from funduslab.data.adapters import load_table
 from funduslab.data.synthetic_layouts import write_layout
 from funduslab.metrics import optimize_grade_thresholds
-from funduslab.training.context import SplitData
+from funduslab.data.split_data import SplitData
 from funduslab.training.grading import GRADING_FORMULATIONS, resolve_task
 from funduslab.training.runner import run
 from funduslab.training.samplers import build_sampler

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from funduslab.training.context import SplitData
+from funduslab.data.split_data import SplitData
 from funduslab.training.samplers import SAMPLERS, PatientSampler, build_sampler
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from funduslab.config import config_from_dict
 from funduslab.metrics import course_average_f1, tune_thresholds
-from funduslab.training.context import SplitData
-from funduslab.training.runner import _evaluate_multilabel
+from funduslab.data.split_data import SplitData
+from funduslab.training.task_kinds import MultilabelKind
 
 LABELS = ["D", "G", "A"]
 
@@ -60,7 +60,7 @@ def _context(tmp_path, y: np.ndarray, prob: np.ndarray, **train):
 def test_run_tunes_on_the_course_figure_and_says_so(tmp_path) -> None:
     y, prob = _disagreeing_case()
     ctx, logits = _context(tmp_path, y, prob)
-    metrics, chosen = _evaluate_multilabel(ctx, logits)
+    metrics, chosen = MultilabelKind().evaluate(ctx, logits)
     val = metrics["splits"]["val"]
     assert val["tuned_thresholds"]["course_average_f1"] >= val["threshold_0.5"]["course_average_f1"]
     assert metrics["thresholds"]["objective"] == "f1_macro"
@@ -73,6 +73,6 @@ def test_run_tunes_on_the_course_figure_and_says_so(tmp_path) -> None:
 def test_run_records_the_objective_it_was_asked_for(tmp_path, objective: str) -> None:
     y, prob = _disagreeing_case(seed=1)
     ctx, logits = _context(tmp_path, y, prob, threshold_objective=objective)
-    metrics, chosen = _evaluate_multilabel(ctx, logits)
+    metrics, chosen = MultilabelKind().evaluate(ctx, logits)
     assert metrics["thresholds"]["objective"] == objective
     np.testing.assert_allclose(chosen, tune_thresholds(y, prob, objective=objective), atol=1e-9)

@@ -20,12 +20,12 @@ from PIL import Image
 
 from funduslab.data.cache import decode_preprocessed
 from funduslab.preprocess import build_pipeline
-from funduslab.training.predict_images import (
+from funduslab.inference.predict_images import (
     PredictionInputs,
     predict_saved,
     write_prediction_folder,
 )
-from funduslab.training.saved_model import load_saved_model
+from funduslab.inference.saved_model import load_saved_model
 from funduslab.web.app import create_app
 from funduslab.web.service import ModelService
 from funduslab.web.validate import MAX_FILE_BYTES

@@ -44,7 +44,7 @@ def predict(model: Model, inputs: Inputs, images: Images = None, out: Out = None
     fingerprint, versions).
     """
     from funduslab.inference.backends import load_for_prediction, resolve_backend
-    from funduslab.training.predict_images import (
+    from funduslab.inference.predict_images import (
         list_inputs,
         predict_saved,
         write_prediction_folder,

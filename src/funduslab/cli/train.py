@@ -113,7 +113,7 @@ class _TrainCommand(TyperCommand):
 
 def _choices_help(field: str) -> str:
     """The valid values of a config field, as a sentence for its flag's help ("" if free)."""
-    from funduslab.config_names import field_choices
+    from funduslab.training.config_names import field_choices
 
     if field == "data.preprocess":
         from funduslab.preprocess import NAMED_PIPELINES, PREPROCESS
@@ -185,7 +185,7 @@ def train(
     """
     flags = dict(locals())
     from funduslab.config import config_from_dict, load_config
-    from funduslab.config_names import validate_names
+    from funduslab.training.config_names import validate_names
     from funduslab.models.backbones import check_weights
 
     overrides = _overrides(flags)

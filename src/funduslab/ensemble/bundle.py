@@ -17,7 +17,7 @@ run used ``train.tta`` — so call ``predict_probabilities(model, images)`` with
 ``tta=False, bf16=False``. A member that is itself an ensemble run folder is bundled recursively
 (from its own ``ensemble.pt`` when it has one, so its members need not be at hand).
 ``funduslab ensemble`` keeps a bundle as ``ensemble.pt`` (``BUNDLE_FILENAME``) in the ensemble
-run folder, and :mod:`funduslab.training.saved_model` prefers it to the members: the folder
+run folder, and :mod:`funduslab.inference.saved_model` prefers it to the members: the folder
 predicts wherever it is copied.
 
 Where the numbers come from (:func:`save_ensemble_bundle`): ``max_voting`` / ``soft_voting``
@@ -32,27 +32,19 @@ predictions. Only logistic meta-models are a formula in torch; gradient boosting
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from funduslab.ensemble.combiners import (
-    _EPS,
-    MaxVoting,
-    SoftVoting,
-    Stacking,
-    WeightedAveraging,
-)
+from funduslab.ensemble.combiners import ENSEMBLES, GRADIENT_BOOSTING_HINT, Stacking, _Combiner
 from funduslab.ensemble.members import load_members, resolve_member
 from funduslab.ensemble.run_folder import BUNDLE_FILENAME, build_combiner, combine
+from funduslab.ensemble.weight_search import EPS
 from funduslab.models.checkpoints import save_torch_atomic
 from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
 from funduslab.runs import RunFolder
@@ -74,54 +66,27 @@ log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "funduslab-ensemble"
 BUNDLE_VERSION = 1
-METHODS = ("max_voting", "soft_voting", "weighted", "stacking")
-_LOGIT_CAP = math.log((1 - _EPS) / _EPS)  # |logit| of a probability clipped to [eps, 1 - eps]
-_GB_HINT = ("stacking with a gradient_boosting meta-model is a tree ensemble, not a formula a "
-            "bundle can hold; refit the ensemble with `--meta logistic` to save it as one file")
+METHODS = ENSEMBLES.names()  # every registered combiner bundles through its rule
 
 
 def combiner_numbers(combiner: Any) -> dict[str, Any]:
     """The numbers a *fitted* combiner applies, as tensors/floats/str (``weights_only``-safe).
 
     Returns:
-        ``{"method", "n_members", "n_classes", ...}`` plus ``threshold`` (max voting),
-        ``weights`` ``(M,)`` (weighted), or ``coef`` ``(K, M)``, ``intercept`` ``(K,)``,
-        ``constant`` ``(K,)`` and ``is_constant`` ``(K,)`` (stacking; a ``DummyClassifier``
-        class predicts its constant prior).
+        ``{"method", "n_members", "n_classes", **combiner.numbers()}``: e.g. ``threshold`` (max
+        voting), ``weights`` ``(M,)`` (weighted), or ``coef`` ``(K, M)``, ``intercept``,
+        ``constant`` and ``is_constant`` ``(K,)`` (stacking).
 
     Raises:
         ValueError: not fitted, a gradient-boosting stacker, or not a funduslab combiner.
     """
-    if not isinstance(combiner, (MaxVoting, SoftVoting, WeightedAveraging, Stacking)):
-        raise ValueError(f"cannot bundle a {type(combiner).__name__}; combiners: {list(METHODS)}")
+    if not isinstance(combiner, _Combiner) or combiner.method not in ENSEMBLES:
+        raise ValueError(f"cannot bundle a {type(combiner).__name__}; combiners: {METHODS}")
     if isinstance(combiner, Stacking) and combiner.meta != "logistic":
-        raise ValueError(f"{_GB_HINT} (meta={combiner.meta!r})")
+        raise ValueError(f"{GRADIENT_BOOSTING_HINT} (meta={combiner.meta!r})")
     check_is_fitted(combiner)  # NotFittedError is a ValueError
-    out: dict[str, Any] = {"n_members": int(combiner.n_members_),
-                           "n_classes": int(combiner.n_classes_)}
-    if isinstance(combiner, MaxVoting):
-        return {"method": "max_voting", **out, "threshold": float(combiner.threshold)}
-    if isinstance(combiner, SoftVoting):
-        return {"method": "soft_voting", **out}
-    if isinstance(combiner, WeightedAveraging):
-        w = torch.as_tensor(np.asarray(combiner.weights_, dtype=np.float64))
-        return {"method": "weighted", **out, "weights": w}
-    M, K = out["n_members"], out["n_classes"]
-    coef, intercept = torch.zeros(K, M, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
-    constant, is_constant = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.bool)
-    for k, model in enumerate(combiner.models_):
-        classes = [int(c) for c in model.classes_]
-        if isinstance(model, DummyClassifier):
-            prior = float(model.class_prior_[classes.index(1)]) if 1 in classes else 0.0
-            constant[k], is_constant[k] = prior, True
-        elif isinstance(model, LogisticRegression) and classes == [0, 1]:
-            coef[k] = torch.as_tensor(model.coef_[0], dtype=torch.float64)
-            intercept[k] = float(model.intercept_[0])
-        else:
-            raise ValueError(f"stacking class {k}: cannot bundle a {type(model).__name__} with "
-                             f"classes {classes}; {_GB_HINT}")
-    return {"method": "stacking", **out, "coef": coef, "intercept": intercept,
-            "constant": constant, "is_constant": is_constant}
+    return {"method": combiner.method, "n_members": int(combiner.n_members_),
+            "n_classes": int(combiner.n_classes_), **combiner.numbers()}
 
 
 class EnsembleModel(nn.Module):
@@ -153,14 +118,16 @@ class EnsembleModel(nn.Module):
         self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
         self.member_tta = [bool(v) for v in (member_tta or [False] * M)]
         self.member_bf16 = [bool(v) for v in (member_bf16 or [False] * M)]
-        self.threshold = float(combiner.get("threshold", 0.5))
-        for key in ("weights", "coef", "intercept", "constant", "is_constant"):
-            if key in combiner:
-                self.register_buffer(key, torch.as_tensor(combiner[key]).clone())
-        if self.method == "weighted" and tuple(self.weights.shape) != (M,):
-            raise ValueError(f"weights have shape {tuple(self.weights.shape)}; expected ({M},)")
-        if self.method == "stacking" and self.coef.shape[1] != M:
-            raise ValueError(f"stacking coef has shape {tuple(self.coef.shape)}; expected (K, {M})")
+        self.rule = ENSEMBLES.get(self.method).rule
+        ENSEMBLES.get(self.method).check_numbers(combiner, M)
+        self.numbers: dict[str, Any] = {}  # floats; tensors become buffers (they follow .to())
+        for key, value in combiner.items():
+            if key in ("method", "n_members", "n_classes"):
+                continue
+            if isinstance(value, torch.Tensor):
+                self.register_buffer(key, value.clone())
+            else:
+                self.numbers[key] = value
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Each member's float32 logits ``(M, B, K)``, with its own precision and TTA."""
@@ -175,22 +142,9 @@ class EnsembleModel(nn.Module):
         """Images ``(B, 3, H, W)`` (or dual pairs) → logits of the ensemble probability (B, K)."""
         z = self.member_logits(x)
         with torch.autocast(x.device.type, enabled=False):
-            z = z.double()
-            if self.method == "stacking":
-                z = z.clamp(-_LOGIT_CAP, _LOGIT_CAP)  # as combiners._logit clips probabilities
-                s = torch.einsum("km,mbk->bk", self.coef.double(), z) + self.intercept.double()
-                const = torch.logit(self.constant.double().clamp(_EPS, 1 - _EPS)).expand_as(s)
-                s = torch.where(self.is_constant, const, s)
-            else:
-                p = torch.sigmoid(z)  # (M, B, K)
-                if self.method == "soft_voting":
-                    q = p.mean(0)
-                elif self.method == "weighted":
-                    q = torch.einsum("m,mbk->bk", self.weights.double(), p)
-                else:  # max_voting: share of members voting positive
-                    q = (p >= self.threshold).double().mean(0)
-                s = torch.logit(q.clamp(_EPS, 1 - _EPS))
-            return s.clamp(-_LOGIT_CAP, _LOGIT_CAP).float()
+            numbers = {**self.numbers, **dict(self.named_buffers(recurse=False))}
+            q = self.rule(torch.sigmoid(z.double()), numbers)  # the combiner's own rule
+            return torch.logit(q.clamp(EPS, 1 - EPS)).float()
 
 
 def _member_entry(run_dir: Path, label_names: list[str]) -> dict[str, Any]:
@@ -243,7 +197,7 @@ def ensemble_payload(ensemble_run_dir: Path, combiner: Any = None) -> dict[str, 
     if method not in METHODS:
         raise ValueError(f"{run_dir}: ensemble method {method!r}; bundles hold {list(METHODS)}")
     if method == "stacking" and combiner is None and params.get("meta", "logistic") != "logistic":
-        raise ValueError(f"{run_dir}: {_GB_HINT} (meta={params.get('meta')!r})")
+        raise ValueError(f"{run_dir}: {GRADIENT_BOOSTING_HINT} (meta={params.get('meta')!r})")
     recorded, absolute = list(ens.get("members") or []), list(ens.get("members_absolute") or [])
     members = [resolve_member(str(m), run_dir, absolute[i] if i < len(absolute) else None)
                for i, m in enumerate(recorded)]

@@ -25,16 +25,21 @@ Classifiers*, Wiley 2014):
   the members' logits, or gradient boosting) fit on validation probabilities; the validation
   predictions it reports are out-of-fold (``cross_val_predict``, stratified ``cv`` folds), so
   validation metrics are not in-sample.
+
+**One definition per rule.** Each combiner's :meth:`~_Combiner.rule` is the combination written
+once, in torch on float64 ``(M, B, K)`` probabilities, from the numbers :meth:`~_Combiner.numbers`
+returns. ``predict_proba`` calls it here, and :class:`funduslab.ensemble.bundle.EnsembleModel`
+calls the same rule inside a saved ensemble (``ensemble.pt``), so the two cannot drift apart.
+A new combiner is one registered class in this file.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-from math import comb
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, clone
 from sklearn.dummy import DummyClassifier
@@ -43,6 +48,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from sklearn.utils.validation import check_is_fitted
 
+from funduslab.ensemble.weight_search import EPS, log_loss, log_loss_grad, simplex_grid
 from funduslab.metrics import course_average_f1
 from funduslab.registry import Registry
 
@@ -53,15 +59,15 @@ __all__ = [
     "Stacking",
     "WeightedAveraging",
     "check_member_probs",
-    "simplex_grid",
 ]
 
 log = logging.getLogger(__name__)
 
 ENSEMBLES: Registry = Registry("ensemble method")
 
-_EPS = 1e-7
-_MAX_GRID = 200_000
+GRADIENT_BOOSTING_HINT = (
+    "stacking with a gradient_boosting meta-model is a tree ensemble, not a formula a bundle can "
+    "hold; refit the ensemble with `--meta logistic` to save it as one file")
 
 
 def check_member_probs(P: Any, name: str = "P") -> np.ndarray:
@@ -88,7 +94,30 @@ def _check_targets(y: Any, P: np.ndarray) -> np.ndarray:
 
 
 class _Combiner(BaseEstimator):
-    """Shared ``fit`` checks and ``predict``."""
+    """Shared ``fit`` checks, ``predict_proba`` through :meth:`rule`, and ``predict``.
+
+    Attributes:
+        method: The registry name, also stored in bundles.
+    """
+
+    method = ""
+
+    @staticmethod
+    def rule(P: torch.Tensor, numbers: dict[str, Any]) -> torch.Tensor:
+        """Members' probabilities ``(M, B, K)`` float64 → ensemble probabilities ``(B, K)``."""
+        raise NotImplementedError
+
+    def numbers(self) -> dict[str, Any]:
+        """The fitted numbers :meth:`rule` applies (tensors, floats): what a bundle stores.
+
+        Raises:
+            ValueError: the fitted combiner is not a formula a bundle can hold.
+        """
+        return {}
+
+    @staticmethod
+    def check_numbers(numbers: dict[str, Any], n_members: int) -> None:
+        """Raise ``ValueError`` when ``numbers`` do not fit ``n_members`` members."""
 
     def _fit_shapes(self, P: np.ndarray) -> None:
         self.n_members_, _, self.n_classes_ = P.shape
@@ -100,6 +129,11 @@ class _Combiner(BaseEstimator):
             raise ValueError(f"fitted on {self.n_members_} members × {self.n_classes_} classes; "
                              f"got {P.shape[0]} × {P.shape[2]}")
         return P
+
+    def predict_proba(self, P: Any) -> np.ndarray:
+        """``(N, K)`` ensemble probabilities of members' probabilities ``(M, N, K)``."""
+        P = self._check_predict(P)
+        return self.rule(torch.from_numpy(P), self.numbers()).numpy()
 
     def predict(self, P: Any, threshold: float | np.ndarray = 0.5) -> np.ndarray:
         """``(N, K)`` 0/1 labels: ``predict_proba(P) >= threshold``."""
@@ -114,6 +148,8 @@ class MaxVoting(_Combiner):
         threshold: Member decision threshold on probabilities.
     """
 
+    method = "max_voting"
+
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold
 
@@ -123,45 +159,27 @@ class MaxVoting(_Combiner):
         self._fit_shapes(check_member_probs(P))
         return self
 
-    def predict_proba(self, P: Any) -> np.ndarray:
-        P = self._check_predict(P)
-        return (P >= float(self.threshold)).mean(axis=0)
+    @staticmethod
+    def rule(P: torch.Tensor, numbers: dict[str, Any]) -> torch.Tensor:
+        return (P >= float(numbers["threshold"])).double().mean(0)
+
+    def numbers(self) -> dict[str, Any]:
+        return {"threshold": float(self.threshold)}
 
 
 @ENSEMBLES.register("soft_voting")
 class SoftVoting(_Combiner):
     """Mean of the members' probabilities."""
 
+    method = "soft_voting"
+
     def fit(self, P: Any, y: Any = None) -> SoftVoting:
         self._fit_shapes(check_member_probs(P))
         return self
 
-    def predict_proba(self, P: Any) -> np.ndarray:
-        return self._check_predict(P).mean(axis=0)
-
-
-def _log_loss(w: np.ndarray, P: np.ndarray, t: np.ndarray) -> float:
-    q = np.clip(np.tensordot(w, P, axes=1), _EPS, 1 - _EPS)
-    return float(-np.mean(t * np.log(q) + (1 - t) * np.log(1 - q)))
-
-
-def _log_loss_grad(w: np.ndarray, P: np.ndarray, t: np.ndarray) -> np.ndarray:
-    q = np.clip(np.tensordot(w, P, axes=1), _EPS, 1 - _EPS)
-    dq = (q - t) / (q * (1 - q)) / t.size  # d loss / d q
-    return np.tensordot(P, dq, axes=([1, 2], [0, 1]))
-
-
-def simplex_grid(n_members: int, steps: int) -> np.ndarray:
-    """All weight vectors with entries in ``{0, 1/steps, …, 1}`` summing to 1 ``(G, M)``."""
-    size = comb(steps + n_members - 1, n_members - 1)
-    if size > _MAX_GRID:
-        raise ValueError(f"a simplex grid of step 1/{steps} over {n_members} members has {size} "
-                         f"points (> {_MAX_GRID}); lower grid_steps or use objective='log_loss'")
-    out = []
-    for bars in itertools.combinations(range(steps + n_members - 1), n_members - 1):
-        edges = (-1, *bars, steps + n_members - 1)
-        out.append([edges[i + 1] - edges[i] - 1 for i in range(n_members)])
-    return np.asarray(out, dtype=np.float64) / steps
+    @staticmethod
+    def rule(P: torch.Tensor, numbers: dict[str, Any]) -> torch.Tensor:
+        return P.mean(0)
 
 
 @ENSEMBLES.register("weighted")
@@ -174,6 +192,8 @@ class WeightedAveraging(_Combiner):
         weights: Fixed weights (normalised to sum 1); ``fit`` then learns nothing. Used by boosting.
         cv: Folds for the out-of-fold validation predictions (``oof_proba_``); 0 turns them off.
     """
+
+    method = "weighted"
 
     _OBJECTIVES = ("log_loss", "course_average_f1")
 
@@ -217,12 +237,12 @@ class WeightedAveraging(_Combiner):
         vertices = list(np.eye(M))
         if self.objective == "log_loss":
             uniform = np.full(M, 1.0 / M)
-            res = minimize(_log_loss, uniform, args=(P, t), jac=_log_loss_grad, method="SLSQP",
+            res = minimize(log_loss, uniform, args=(P, t), jac=log_loss_grad, method="SLSQP",
                            bounds=[(0.0, 1.0)] * M,
                            constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}])
             opt = np.clip(res.x, 0.0, None)
             candidates = [uniform, opt / opt.sum(), *vertices]
-            scores = [-_log_loss(w, P, t) for w in candidates]
+            scores = [-log_loss(w, P, t) for w in candidates]
         else:
             if int(self.grid_steps) < 1:
                 raise ValueError(f"grid_steps must be >= 1; got {self.grid_steps!r}")
@@ -234,13 +254,23 @@ class WeightedAveraging(_Combiner):
         sign = -1.0 if self.objective == "log_loss" else 1.0
         return np.asarray(candidates[best], dtype=np.float64), sign * float(scores[best])
 
-    def predict_proba(self, P: Any) -> np.ndarray:
-        P = self._check_predict(P)
-        return np.tensordot(self.weights_, P, axes=1)
+    @staticmethod
+    def rule(P: torch.Tensor, numbers: dict[str, Any]) -> torch.Tensor:
+        return torch.einsum("m,mbk->bk", torch.as_tensor(numbers["weights"]).double(), P)
+
+    def numbers(self) -> dict[str, Any]:
+        check_is_fitted(self)
+        return {"weights": torch.as_tensor(np.asarray(self.weights_, dtype=np.float64))}
+
+    @staticmethod
+    def check_numbers(numbers: dict[str, Any], n_members: int) -> None:
+        shape = tuple(torch.as_tensor(numbers["weights"]).shape)
+        if shape != (n_members,):
+            raise ValueError(f"weights have shape {shape}; expected ({n_members},)")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
+    p = np.clip(p, EPS, 1 - EPS)
     return np.log(p / (1 - p))
 
 
@@ -256,6 +286,8 @@ class Stacking(_Combiner):
         C: Inverse regularisation strength of the logistic meta-model.
         random_state: Seed of the fold shuffling and gradient boosting.
     """
+
+    method = "stacking"
 
     _METAS = ("logistic", "gradient_boosting")
 
@@ -298,8 +330,49 @@ class Stacking(_Combiner):
         self.oof_proba_ = oof
         return self
 
+    @staticmethod
+    def rule(P: torch.Tensor, numbers: dict[str, Any]) -> torch.Tensor:
+        """Logistic meta-model per class on the members' logits; constant-prior classes."""
+        z = torch.logit(P.clamp(EPS, 1 - EPS))  # (M, B, K), as the meta-models were fit
+        coef = torch.as_tensor(numbers["coef"]).double()
+        s = torch.einsum("km,mbk->bk", coef, z) + torch.as_tensor(numbers["intercept"]).double()
+        constant = torch.as_tensor(numbers["constant"]).double().expand_as(s)
+        return torch.where(torch.as_tensor(numbers["is_constant"]), constant, torch.sigmoid(s))
+
+    def numbers(self) -> dict[str, Any]:
+        """Per class ``coef (K, M)``, ``intercept (K,)``, ``constant (K,)``, ``is_constant``.
+
+        Raises:
+            ValueError: a gradient-boosting meta-model (trees, not a formula).
+        """
+        check_is_fitted(self)
+        M, K = self.n_members_, self.n_classes_
+        coef, intercept = torch.zeros(K, M, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
+        constant, is_constant = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.bool)
+        for k, model in enumerate(self.models_):
+            classes = [int(c) for c in model.classes_]
+            if isinstance(model, DummyClassifier):
+                prior = float(model.class_prior_[classes.index(1)]) if 1 in classes else 0.0
+                constant[k], is_constant[k] = prior, True
+            elif isinstance(model, LogisticRegression) and classes == [0, 1]:
+                coef[k] = torch.as_tensor(model.coef_[0], dtype=torch.float64)
+                intercept[k] = float(model.intercept_[0])
+            else:
+                raise ValueError(f"stacking class {k}: a {type(model).__name__} with classes "
+                                 f"{classes} is not a formula; {GRADIENT_BOOSTING_HINT}")
+        return {"coef": coef, "intercept": intercept, "constant": constant,
+                "is_constant": is_constant}
+
+    @staticmethod
+    def check_numbers(numbers: dict[str, Any], n_members: int) -> None:
+        shape = tuple(torch.as_tensor(numbers["coef"]).shape)
+        if len(shape) != 2 or shape[1] != n_members:
+            raise ValueError(f"stacking coef has shape {shape}; expected (K, {n_members})")
+
     def predict_proba(self, P: Any) -> np.ndarray:
-        P = self._check_predict(P)
+        if self.meta == "logistic":
+            return super().predict_proba(P)
+        P = self._check_predict(P)  # gradient boosting: the trees themselves
         cols = [_positive_proba(m, _logit(P[:, :, k].T)) for k, m in enumerate(self.models_)]
         return np.stack(cols, axis=1)
 

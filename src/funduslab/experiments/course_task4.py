@@ -13,7 +13,7 @@ Every method is measured against the same reference — the engine's full fine-t
 * ``bagging`` / ``boosting`` — members trained on bootstrap resamples / AdaBoost sample weights
   (Breiman 1996; Freund & Schapire 1997), ``resampled_members`` members each.
 * ``attention_guided`` — the recipe plus the flip-consistent CAM loss
-  (:mod:`funduslab.explain.guided`, Guo et al., CVPR 2019), λ = ``consistency``.
+  (:mod:`funduslab.training.guided`, Guo et al., CVPR 2019), λ = ``consistency``.
 * ``vae`` — the recipe with class-conditional VAE images (:mod:`funduslab.generate`) added to
   train only, at ``vae_ratio`` generated per real image.
 * ``vit`` / ``swin`` — ViT-S/16 (Dosovitskiy et al., ICLR 2021) and Swin-T (Liu et al., ICCV
@@ -108,7 +108,7 @@ def _vae_folder(data: Path, out: Path, quick: bool, ratio: float, n_train: int, 
     """Generated images for the ``vae`` row (reused when already written) and the seconds their
     VAE took to fit and sample, as ``generated.json`` records them (0 for a folder from before
     the record existed), so a reused folder still costs its row what it cost to make."""
-    from funduslab.generate.mixing import read_generated
+    from funduslab.data.mixing import read_generated
     from funduslab.generate.train_vae import VAETraining
     from funduslab.generate.workflow import generate_from_dataset
 
@@ -128,7 +128,7 @@ def _vae_folder(data: Path, out: Path, quick: bool, ratio: float, n_train: int, 
 
 
 def _generation_seconds(folder: Path) -> float:
-    from funduslab.generate.sample import GENERATED_META
+    from funduslab.data.mixing import GENERATED_META
 
     meta = json.loads((folder / GENERATED_META).read_text())
     seconds = meta.get("seconds") or {}

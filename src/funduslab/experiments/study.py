@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from funduslab.config import RunConfig, atomic_write_text, config_from_dict
-from funduslab.config_names import validate_names
+from funduslab.training.config_names import validate_names
 from funduslab.experiments.sets import parse_sets
 from funduslab.runs import RunFolder
 from funduslab.training.runner import run

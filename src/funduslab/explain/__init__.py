@@ -10,7 +10,7 @@
   masks (:mod:`~funduslab.explain.localisation`: pointing game, energy, baselines;
   :mod:`~funduslab.explain.faithfulness`: deletion, ROAD; :mod:`~funduslab.explain.score_report`:
   summary and figure).
-* :mod:`~funduslab.explain.guided` — attention-consistency training (Guo et al., CVPR 2019).
+* attention-consistency training (Guo et al., CVPR 2019) lives in :mod:`funduslab.training.guided`.
 
 Submodules are imported on demand (they pull in torch and pytorch-grad-cam).
 """

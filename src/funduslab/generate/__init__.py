@@ -2,6 +2,6 @@
 
 Modules: :mod:`~funduslab.generate.vae` (network and loss terms),
 :mod:`~funduslab.generate.train_vae` (fit, checkpoint), :mod:`~funduslab.generate.sample` (per-class sampling, the generated folder),
-:mod:`~funduslab.generate.mixing` (``data.extra_train``), :mod:`~funduslab.generate.sheet`
+:mod:`~funduslab.data.mixing` (``data.extra_train``), :mod:`~funduslab.generate.sheet`
 (real-vs-generated contact sheet), :mod:`~funduslab.generate.workflow` (``funduslab generate``).
 """

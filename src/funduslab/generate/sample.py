@@ -3,7 +3,7 @@
 Images are drawn as ``x = sigmoid(decoder(z, y))`` with ``z ~ N(0, τ² I)`` (Kingma & Welling,
 2014; conditional decoder as in Sohn et al., 2015) for a chosen label vector ``y``. The folder
 written by :func:`write_generated` is what ``data.extra_train`` reads
-(:mod:`funduslab.generate.mixing`) and what the ``generic_csv`` adapter reads as a dataset::
+(:mod:`funduslab.data.mixing`) and what the ``generic_csv`` adapter reads as a dataset::
 
     <out>/labels.csv        id,<label names…>      (id = file name under images/)
     <out>/images/<id>       PNG, S × S RGB, already in the preprocessed domain of the VAE's data
@@ -29,12 +29,11 @@ import torch
 
 from funduslab.config import atomic_write_text
 from funduslab.data.imageio import write_image_atomic
+from funduslab.data.mixing import GENERATED_CSV, GENERATED_META
 from funduslab.generate.train_vae import to_tensor
 from funduslab.generate.vae import ConditionalVAE
 
 __all__ = [
-    "GENERATED_CSV",
-    "GENERATED_META",
     "class_vectors",
     "reconstruct",
     "sample_images",
@@ -44,8 +43,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GENERATED_CSV = "labels.csv"
-GENERATED_META = "generated.json"
 NORMAL = "normal"
 
 

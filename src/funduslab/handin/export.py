@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from funduslab.handin import standalone
-from funduslab.models.backbones import backbone_info, swin_window_size
+from funduslab.models.backbones import backbone_info
+from funduslab.models.families import family_of
 
 __all__ = ["SUPPORTED_HEADS", "ExportedModel", "export_model", "verify_export"]
 
@@ -97,12 +98,7 @@ def _torchvision_state(model: nn.Module, arch: str, course: bool, where: str
 
 def _timm_kwargs(meta: dict[str, Any], family: str) -> dict[str, Any]:
     """The constructor options funduslab's backbone factory used for this family and size."""
-    size = int(meta["image_size"])
-    if family == "vit":
-        return {"img_size": size, "dynamic_img_size": True}
-    if family == "swin":
-        return {"img_size": size, "strict_img_size": False, "window_size": swin_window_size(size)}
-    return {}
+    return family_of(family).size_options(int(meta["image_size"]), timm_model=True)
 
 
 def _timm_state(model: nn.Module, entry: dict[str, Any]) -> dict[str, torch.Tensor] | None:
@@ -132,7 +128,7 @@ def export_model(model: nn.Module, meta: dict[str, Any], where: str) -> Exported
     """Choose the file kind for ``model`` (a funduslab ``FundusModel``) and build its state.
 
     Args:
-        model: The run's model, as :func:`~funduslab.training.saved_model.load_saved_model`
+        model: The run's model, as :func:`~funduslab.inference.saved_model.load_saved_model`
             rebuilt it.
         meta: The metadata of its weights file.
         where: The run folder, for messages.

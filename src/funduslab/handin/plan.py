@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from funduslab.runs import RunFolder
-from funduslab.training.saved_model import SavedModel
+from funduslab.inference.saved_model import SavedModel
 
 __all__ = ["HandinRun", "architecture_slug", "assign_files", "load_handin_run", "parse_tasks",
            "resize_steps"]
@@ -119,7 +119,7 @@ def load_handin_run(run_dir: Path, task: str | None) -> HandinRun:
         ValueError: an ensemble, cross-validation, grading or two-image run, or no task.
     """
     from funduslab.models.funduslab_checkpoints import load_funduslab_checkpoint
-    from funduslab.training.saved_model import load_saved_model
+    from funduslab.inference.saved_model import load_saved_model
 
     folder = RunFolder(run_dir)
     if not folder.config_path.is_file() or not folder.has_metrics:

@@ -1,4 +1,6 @@
-"""Serving saved models: prediction backends (eager PyTorch, ONNX Runtime) and export formats.
+"""Serving saved models: loading anything funduslab saved (``saved_model.py``: a run folder, a
+weights file, an ensemble bundle, cross-validation folds), predicting new images
+(``predict_images.py``), prediction backends (eager PyTorch, ONNX Runtime) and export formats.
 
 Importing this package imports neither onnx nor onnxruntime; they load when a model is exported
 or predicted on the ``onnx`` backend.

@@ -1,7 +1,7 @@
 """Which engine runs a saved model for ``funduslab predict``: eager PyTorch or ONNX Runtime.
 
-Both give the same :class:`~funduslab.training.saved_model.SavedModel`, so
-:func:`~funduslab.training.predict_images.predict_saved` and the files it writes do not care
+Both give the same :class:`~funduslab.inference.saved_model.SavedModel`, so
+:func:`~funduslab.inference.predict_images.predict_saved` and the files it writes do not care
 which one ran. A ``.onnx`` file picks ONNX Runtime by itself; a run folder or weights file runs
 eagerly unless ``onnx`` is asked for, in which case it is exported in memory and checked first.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from funduslab.registry import Registry
-from funduslab.training.saved_model import SavedModel, load_saved_model
+from funduslab.inference.saved_model import SavedModel, load_saved_model
 
 __all__ = ["PREDICT_BACKENDS", "is_onnx_file", "load_for_prediction", "resolve_backend"]
 

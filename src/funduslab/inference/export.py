@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from funduslab.registry import Registry
-from funduslab.training.saved_model import SavedModel
+from funduslab.inference.saved_model import SavedModel
 
 __all__ = ["EXPORT_FORMATS", "ExportFormat", "export_model"]
 
@@ -51,7 +51,7 @@ def export_model(source: Path | str, fmt: str, out: Path | str, **options: Any) 
             format cannot hold.
         FileNotFoundError: nothing loadable at ``source``.
     """
-    from funduslab.training.saved_model import load_saved_model
+    from funduslab.inference.saved_model import load_saved_model
 
     spec = EXPORT_FORMATS.get(fmt)
     out = Path(out)

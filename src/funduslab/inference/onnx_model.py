@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from funduslab.config import atomic_write_bytes
-from funduslab.training.saved_model import SavedModel
+from funduslab.inference.saved_model import SavedModel
 
 __all__ = ["DEFAULT_OPSET", "ONNX_FORMAT", "TOLERANCE", "OnnxCheck", "OnnxMismatchError",
            "OnnxModel", "check_onnx", "export_onnx", "load_onnx_model", "onnx_bytes",

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from funduslab.models.families import family_of
 from funduslab.registry import Registry
 
 __all__ = [
@@ -34,12 +35,12 @@ __all__ = [
     "check_weights",
     "create_backbone",
     "stage_parameter_groups",
-    "swin_window_size",
 ]
 
 logger = logging.getLogger(__name__)
 
-Family = Literal["cnn", "vit", "swin"]
+#: A name in :data:`funduslab.models.families.FAMILIES` (``"cnn"``, ``"vit"``, ``"swin"``).
+Family = str
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -114,7 +115,7 @@ def _vit_layout(m: nn.Module) -> Layout:
     stem = ["patch_embed"] + [p for p in tokens if getattr(m, p, None) is not None]
     n = len(m.blocks)
     return {"stem": tuple(stem), "stages": [(f"blocks.{i}",) for i in range(n)],
-            "final": ("norm", "fc_norm"), "gradcam": f"blocks.{n - 1}.norm1", "layout": "nlc",
+            "final": ("norm", "fc_norm"), "gradcam": f"blocks.{n - 1}.norm1",
             "prefix": int(getattr(m, "num_prefix_tokens", 1))}
 
 
@@ -122,8 +123,7 @@ def _swin_layout(m: nn.Module) -> Layout:
     n = len(m.layers)
     last = len(m.layers[n - 1].blocks)
     return {"stem": ("patch_embed",), "stages": [(f"layers.{i}",) for i in range(n)],
-            "final": ("norm",), "gradcam": f"layers.{n - 1}.blocks.{last - 1}.norm1",
-            "layout": "nhwc"}
+            "final": ("norm",), "gradcam": f"layers.{n - 1}.blocks.{last - 1}.norm1"}
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ def _make_info(
     else:
         size = spec.input_size
     se_points: tuple[tuple[str, int], ...] = ()
-    if spec.family == "cnn":
+    if family_of(spec.family).stage_maps:
         se_points = tuple(
             (f["module"], int(f["num_chs"])) for f in model.feature_info if f["reduction"] > 2
         )
@@ -203,7 +203,8 @@ def _make_info(
         std=tuple(cfg.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
         stem=tuple(lay["stem"]), stages=tuple(tuple(s) for s in lay["stages"]),
         final=tuple(lay["final"]), se_points=se_points, gradcam_layer=lay["gradcam"],
-        gradcam_layout=lay.get("layout", "nchw"), num_prefix_tokens=int(lay.get("prefix", 0)),
+        gradcam_layout=family_of(spec.family).feature_layout,
+        num_prefix_tokens=int(lay.get("prefix", 0)),
         weights=weights,
     )
     stage_names = (n for s in info.stages for n in s)
@@ -230,8 +231,8 @@ def create_backbone(
         in_chans: input channels (ImageNet first convs are adapted when not 3).
         img_size: training image side in pixels; passed to ViT/Swin, recorded in the info for
             CNNs. ViT position embeddings of a loaded file are resampled to the new grid; Swin
-            gets the window :func:`swin_window_size` (8 at 256 px) and its relative position
-            bias tables are interpolated (timm ``checkpoint_filter_fn``).
+            gets the window :func:`~funduslab.models.families.swin_window_size` (8 at 256 px) and
+            its relative position bias tables are interpolated (timm ``checkpoint_filter_fn``).
         **kwargs: passed to the timm constructor (``drop_path_rate=0.1`` …).
 
     Returns:
@@ -285,14 +286,10 @@ def _build_model(
     """The model with random or ImageNet weights (ViT/Swin sized for ``img_size``); its source."""
     from funduslab.models import weights as wt
 
-    if spec.family in ("vit", "swin") and img_size is not None:
-        kwargs["img_size"] = img_size
-        if spec.family == "vit":
-            kwargs.setdefault("dynamic_img_size", True)
-        else:
-            kwargs.setdefault("strict_img_size", False)
-            if spec.timm_name is not None:
-                kwargs.setdefault("window_size", swin_window_size(img_size))
+    if img_size is not None:
+        sizing = family_of(spec.family).size_options(img_size,
+                                                     timm_model=spec.timm_name is not None)
+        kwargs = {**sizing, **kwargs, **({"img_size": img_size} if sizing else {})}
     if spec.timm_name is None:
         if kind == "imagenet":
             raise _no_imagenet(name)
@@ -377,17 +374,6 @@ def stage_parameter_groups(model: nn.Module) -> list[tuple[str, list[nn.Paramete
     groups += [(f"stage{i + 1}", params(s)) for i, s in enumerate(info.stages)]
     groups.append(("final", params(info.final)))
     return groups
-
-
-def swin_window_size(img_size: int, default: int = 7) -> int:
-    """Swin window side for ``img_size`` px with 4-px patches: ``img_size / 32`` when that is whole.
-
-    The Swin paper fine-tunes at a larger resolution by enlarging the window so that the last
-    stage is one window (224 px → 7, 384 px → 12) and interpolating the relative position bias
-    tables bicubically (Liu et al., ICCV 2021, §4.1); 256 px thus gets 8. Sizes that are not a
-    multiple of 32, or smaller than ``32 · default``, keep ``default`` (timm pads to the window).
-    """
-    return max(default, img_size // 32) if img_size % 32 == 0 else default
 
 
 # Registers tiny_cnn / tiny_vit / tiny_swin in BACKBONES. Imported last because that module reads

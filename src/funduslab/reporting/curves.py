@@ -38,7 +38,7 @@ from sklearn.metrics import (  # noqa: E402
 )
 
 from funduslab.metrics.calibration import reliability_bins  # noqa: E402
-from funduslab.reporting.figures import save_figure  # noqa: E402
+from funduslab.plots.figures import save_figure  # noqa: E402
 from funduslab.runs import RunFolder  # noqa: E402
 
 __all__ = ["RunScores", "TruthCache", "binary_confusions", "confusions_from_metrics",

@@ -37,7 +37,7 @@ from funduslab.metrics import auroc_per_class, bootstrap_metrics, cohen_kappa, c
 from funduslab.metrics.calibration import ece_per_class
 from funduslab.reporting import curves
 from funduslab.reporting.compare import compare_runs, summarize_run
-from funduslab.reporting.figures import plot_history
+from funduslab.plots.figures import plot_history
 from funduslab.reporting.html_page import PAGE
 from funduslab.reporting.tables import markdown_table
 from funduslab.runs import RunFolder

@@ -5,31 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from funduslab.config import RunConfig
+from funduslab.data.split_data import SplitData
 from funduslab.data.table import SampleTable
 
-__all__ = ["RunContext", "SplitData"]
-
-
-@dataclass
-class SplitData:
-    """One split, decoded: ``images (N, S, S, 3) uint8``, ``targets (N, K)``, ids in table order.
-
-    ``patients`` holds each image's patient id (table order) when known, for patient-level
-    samplers; ``None`` where the split was built without them. ``partners (N,) int64`` indexes,
-    for dual-image models (``model.dual``), the image each image is seen with — in this split,
-    see :mod:`funduslab.training.pairs`; ``None`` for single-image models.
-    """
-
-    name: str
-    ids: list[str]
-    images: np.ndarray
-    targets: np.ndarray
-    labelled: bool
-    patients: list[str] | None = None
-    partners: np.ndarray | None = None
+__all__ = ["RunContext"]
 
 
 @dataclass
@@ -51,3 +31,10 @@ class RunContext:
     @property
     def val(self) -> SplitData | None:
         return self.splits.get(self.cfg.data.val_split)
+
+    @property
+    def kind(self):  # -> funduslab.training.task_kinds.TaskKind
+        """The table's task kind (multilabel, grading): targets, outputs, loss, evaluation."""
+        from funduslab.training.task_kinds import task_kind
+
+        return task_kind(self.table.task)

@@ -14,7 +14,7 @@ any run folder:
   thresholded at 0.5 or at the out-of-fold thresholds; ``submission.csv`` for an unlabelled
   split.
 * ``config.yaml``: the recipe with ``data.folds`` set; its ``provenance.cross_validation`` names
-  the fold folders, which :func:`funduslab.training.saved_model.load_saved_model` loads as a
+  the fold folders, which :func:`funduslab.inference.saved_model.load_saved_model` loads as a
   soft-voting ensemble.
 
 Multi-label tasks only (grading folds work as single runs; their cut points would need pooling).
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from funduslab.config import RunConfig, config_from_dict, save_config
-from funduslab.config_names import validate_names
+from funduslab.training.config_names import validate_names
 from funduslab.data.adapters import load_table
 from funduslab.data.table import SampleTable
 from funduslab.metrics import multilabel_metrics, tune_thresholds
@@ -182,7 +182,7 @@ def _write_test_splits(
 def _write_cv_config(cfg: RunConfig, folds: int, fold_seed: int, fold_dirs: list[Path],
                      labels: list[str], chosen: np.ndarray) -> None:
     """``config.yaml`` of the cross-validation folder: the recipe with ``data.folds`` set, and
-    the fold folders that :func:`~funduslab.training.saved_model.load_saved_model` votes over."""
+    the fold folders that :func:`~funduslab.inference.saved_model.load_saved_model` votes over."""
     summary = {**fold_config(cfg, folds, 0, fold_seed).model_dump(mode="json")}
     summary["output"] = cfg.model_dump(mode="json")["output"]
     save_config(config_from_dict(summary), cfg.run_dir / "config.yaml", {

@@ -38,16 +38,17 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from funduslab.data.cache_guard import entry_lock, entry_problem, read_seal, seal, write_sidecar
+from funduslab.data.split_data import SplitData
 from funduslab.models.classifier import FundusModel
 from funduslab.models.dual import DualFundusModel
-from funduslab.training.context import RunContext, SplitData
+from funduslab.training.context import RunContext
 from funduslab.training.fit import (
     evaluation_bf16,
     evaluation_device,
     fit_task,
     native_cpu_bf16,
 )
-from funduslab.training.module import FitOptions, task_class
+from funduslab.training.module import FitOptions
 from funduslab.training.sample_weights import build_train_sampler
 
 __all__ = ["VIEWS", "cached_split_logits", "extract_features", "fit_head_on_features"]
@@ -202,7 +203,7 @@ def fit_head_on_features(
         if val_x is not None else None
     )
     head_net = _HeadOnly(model, feature_map)
-    task = task_class(ctx)(head_net, loss, ctx.table.label_names, options)
+    task = ctx.kind.task_class(ctx)(head_net, loss, ctx.table.label_names, options)
     cfg = ctx.cfg.train.model_copy(update={"precision": "32"})  # tiny head: fp32 is exact and fast
     t1 = time.perf_counter()
     info = fit_task(task, train_dl, val_dl, cfg, ctx.run_dir, resume=ctx.cfg.output.resume,

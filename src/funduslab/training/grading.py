@@ -257,7 +257,7 @@ def evaluate_grading(
         ``(metrics, cut_points)``: the metrics document (without fit/timing) and the regression
         cut points used (empty for other formulations).
     """
-    from funduslab.reporting.confusion import plot_confusion
+    from funduslab.plots.confusion import plot_confusion
     from funduslab.reporting.run_folder import write_submission
 
     cfg, table, run_dir = ctx.cfg, ctx.table, ctx.run_dir

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from funduslab.models.backbones import BackboneInfo, backbone_info
+from funduslab.models.families import family_of
 
 __all__ = ["NO_DECAY_KEYWORDS", "layer_decay_groups", "layer_depth_ids", "skips_weight_decay"]
 
@@ -40,16 +41,6 @@ def _named(model: nn.Module, name: str) -> list[tuple[str, nn.Parameter]]:
         return [(name, model.get_parameter(name))]
 
 
-def _swin_block_index(name: str, stage: str) -> int:
-    """Block index of parameter ``name`` inside Swin stage ``stage`` (``layers.2``); 0 otherwise.
-
-    timm runs a stage's ``downsample`` (patch merging) before its blocks, so it shares the depth
-    of the stage's first block — as in timm's own ``group_matcher`` for Swin.
-    """
-    rest = name[len(stage) + 1 :]
-    return int(rest.split(".")[1]) if rest.startswith("blocks.") else 0
-
-
 def layer_depth_ids(backbone: nn.Module) -> tuple[dict[str, int], int]:
     """Depth id ``0 … L`` of every backbone parameter, read from its :class:`BackboneInfo` layout.
 
@@ -65,6 +56,7 @@ def layer_depth_ids(backbone: nn.Module) -> tuple[dict[str, int], int]:
         ``({parameter name: depth id}, L)``, names as in ``backbone.named_parameters()``.
     """
     info = backbone_info(backbone)
+    family = family_of(info.family)
     ids: dict[str, int] = {}
     for module_name in info.stem:
         for name, _ in _named(backbone, module_name):
@@ -75,7 +67,7 @@ def layer_depth_ids(backbone: nn.Module) -> tuple[dict[str, int], int]:
         depth = first
         for module_name in stage:
             for name, _ in _named(backbone, module_name):
-                block = _swin_block_index(name, module_name) if info.family == "swin" else 0
+                block = family.block_index(name, module_name)
                 ids.setdefault(name, first + block)
                 depth = max(depth, ids[name])
     final = [name for module_name in info.final for name, _ in _named(backbone, module_name)]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from funduslab.data.split_data import SplitData
 from funduslab.training.batch_augment import BatchFundusAugment
-from funduslab.training.context import RunContext, SplitData
+from funduslab.training.context import RunContext
 from funduslab.training.data import ArrayDataset, build_augmentation, is_batch_augmentation
 from funduslab.training.fit import resolve_accelerator
 from funduslab.training.sample_weights import build_train_sampler

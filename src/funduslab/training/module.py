@@ -6,7 +6,6 @@ full/partial fine-tuning, or just the head when a frozen backbone's features are
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Iterable
@@ -23,7 +22,7 @@ from funduslab.metrics import multilabel_metrics
 if TYPE_CHECKING:
     from funduslab.training.freezing import EarlyStageFreeze
 
-__all__ = ["FitOptions", "FundusTask", "lr_lambda", "resize_images", "task_class"]
+__all__ = ["FitOptions", "FundusTask", "lr_lambda", "resize_images"]
 
 log = logging.getLogger(__name__)
 
@@ -203,17 +202,3 @@ class FundusTask(L.LightningModule):
             optimizer, lr_lambda(self.options.schedule, warmup, total)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def task_class(ctx) -> type[FundusTask] | functools.partial:
-    """The LightningModule to build for ``ctx`` (a :class:`RunContext`), called like FundusTask.
-
-    Multi-label tables get :class:`FundusTask`; grading tables get
-    :class:`funduslab.training.grading.GradingTask` bound to the run's formulation.
-    """
-    if ctx.table.task != "grading":
-        return FundusTask
-    from funduslab.training.grading import GradingTask  # subclass of FundusTask
-
-    return functools.partial(GradingTask, formulation=ctx.cfg.train.formulation,
-                             num_grades=ctx.table.num_grades)

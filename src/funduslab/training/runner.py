@@ -15,34 +15,33 @@ import lightning as L
 import numpy as np
 
 from funduslab.config import RunConfig, save_config
-from funduslab.config_names import validate_names
+from funduslab.training.config_names import validate_names
 from funduslab.data.folds import load_run_table
-from funduslab.data.join import join_extra_sources, observed_rows
+from funduslab.data.join import join_extra_sources
 from funduslab.data.cache import ImageCache
+from funduslab.data.split_data import SplitData
 from funduslab.data.table import SampleTable
-from funduslab.metrics import multilabel_metrics, tune_thresholds
 from funduslab.models.funduslab_checkpoints import save_funduslab_checkpoint
 from funduslab.models.factory import checkpoint_metadata
+from funduslab.plots.figures import plot_history
 from funduslab.preprocess import build_pipeline
-from funduslab.reporting.figures import plot_history
 from funduslab.reporting.run_folder import (
     FAILED_FILE,
     clean_up_failed_run,
     environment_info,
     weights_filename,
     write_json,
-    write_predictions,
-    write_submission,
 )
 from funduslab.runs.lock import run_folder_lock
-from funduslab.training.context import RunContext, SplitData
+from funduslab.training.context import RunContext
 from funduslab.training.features import cached_split_logits
 from funduslab.training.fit import evaluation_bf16, evaluation_device
 from funduslab.training.predict import predict_logits
-from funduslab.training.grading import evaluate_grading, resolve_task
+from funduslab.training.grading import resolve_task
 from funduslab.training.recipe import resolve_recipe
 from funduslab.training.resume import check_resumable, is_finished
-from funduslab.training.setups import fit_model, num_outputs
+from funduslab.training.setups import fit_model
+from funduslab.training.task_kinds import task_kind
 
 __all__ = ["decode_splits", "run", "split_logits"]
 
@@ -58,7 +57,7 @@ def decode_splits(
     split only, labels matched by name and NaN where a source lacks one
     (:func:`funduslab.data.join.join_extra_sources`).
     With ``data.extra_train`` set, ``round(data.extra_train_ratio × n_real)`` generated images
-    are appended to the train split only (never val/test); see :mod:`funduslab.generate.mixing`.
+    are appended to the train split only (never val/test); see :mod:`funduslab.data.mixing`.
     With ``model.dual`` other than ``none`` every split gets ``partners`` from the table's
     ``pair`` column (:func:`funduslab.training.pairs.split_partners`; generated images are their
     own partners).
@@ -87,14 +86,13 @@ def decode_splits(
         key = cache.fingerprint(paths, pipeline, cfg.data.image_size)
         digest.update(f"{name}:{key};".encode())
         targets = rows[table.label_names].to_numpy(dtype=np.float32)
-        if table.task == "grading":  # (N,) integer grades, as samplers and grading losses expect
-            targets = targets[:, 0].astype(np.int64)
+        targets = task_kind(table.task).targets(targets)  # grading: (N,) integer grades
         labelled = bool(rows["labelled"].all())
         splits[name] = SplitData(name, rows["id"].astype(str).tolist(), images, targets, labelled,
                                  patients=rows["patient"].astype(str).tolist(),
                                  partners=partners)
     if cfg.data.extra_train is not None:  # generated images join the train split only
-        from funduslab.generate.mixing import mix_generated
+        from funduslab.data.mixing import mix_generated
 
         train = cfg.data.train_split
         real = splits[train]
@@ -158,10 +156,7 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, state: dict[str, bool]) 
 
     t_eval = time.time()
     outputs = split_logits(ctx, model)
-    if table.task == "grading":  # grades: decoding, kappas, confusion figures (training/grading.py)
-        metrics, chosen = evaluate_grading(ctx, outputs)
-    else:
-        metrics, chosen = _evaluate_multilabel(ctx, outputs)
+    metrics, chosen = ctx.kind.evaluate(ctx, outputs)  # training/task_kinds.py
     metrics["fit"] = fit_info
     metrics["timing_s"] = {"fit_and_data": round(fit_s, 1),
                            "evaluation": round(time.time() - t_eval, 1),
@@ -202,8 +197,8 @@ def _save_weights(ctx: RunContext, model, chosen: np.ndarray) -> None:
         "thresholds": [float(t) for t in chosen],
         "setup": cfg.train.setup,
         "task": cfg.train.task,
-        "formulation": cfg.train.formulation if table.task == "grading" else None,
-        "num_outputs": num_outputs(ctx),
+        "formulation": ctx.kind.formulation(cfg),
+        "num_outputs": ctx.kind.num_outputs(ctx),
     })
 
 
@@ -225,38 +220,3 @@ def split_logits(ctx: RunContext, model) -> dict[str, np.ndarray]:
                for name, s in ctx.splits.items()}
     model.to("cpu")  # the checkpoint and later steps expect CPU tensors
     return outputs
-
-
-def _evaluate_multilabel(ctx: RunContext, logits: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
-    """Probabilities, thresholds (0.5 or tuned on val), predictions, metrics and submission."""
-    cfg, table, splits, run_dir = ctx.cfg, ctx.table, ctx.splits, ctx.run_dir
-    probs = {name: 1.0 / (1.0 + np.exp(-out)) for name, out in logits.items()}
-    thresholds = np.full(len(table.label_names), 0.5)
-    tuned = None
-    val = splits.get(cfg.data.val_split)
-    if val is not None and val.labelled:
-        tuned = tune_thresholds(val.targets.astype(int), probs[val.name],
-                                objective=cfg.train.threshold_objective)
-    chosen = tuned if (cfg.train.tune_thresholds and tuned is not None) else thresholds
-
-    metrics: dict = {"label_names": table.label_names, "splits": {}}
-    for name, s in splits.items():
-        preds = (probs[name] >= chosen).astype(int)
-        write_predictions(run_dir / "predictions" / f"{name}.csv", s.ids, probs[name], preds,
-                          table.label_names)
-        if s.labelled:
-            keep = observed_rows(s.targets)  # joined rows with a missing label are not scored
-            truth, prob = s.targets[keep].astype(int), probs[name][keep]
-            entry = {"threshold_0.5": multilabel_metrics(truth, prob, 0.5, table.label_names)}
-            if tuned is not None:
-                entry["tuned_thresholds"] = multilabel_metrics(truth, prob, tuned,
-                                                               table.label_names)
-            metrics["splits"][name] = entry
-        elif table.submission_columns:
-            write_submission(run_dir / "submission.csv", s.ids, preds, table.submission_columns)
-    metrics["thresholds"] = {
-        "used": "tuned_on_val" if chosen is tuned else "0.5",
-        "tuned_on_val": None if tuned is None else [float(t) for t in tuned],
-        "objective": cfg.train.threshold_objective,
-    }
-    return metrics, chosen

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Sampler, WeightedRandomSampler
 
 from funduslab.config import TrainConfig, atomic_write_text
-from funduslab.training.context import SplitData
+from funduslab.data.split_data import SplitData
 from funduslab.training.samplers import SAMPLERS, build_sampler
 
 __all__ = [

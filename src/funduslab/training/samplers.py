@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler, WeightedRandomSampler
 
+from funduslab.data.split_data import SplitData
 from funduslab.registry import Registry
-from funduslab.training.context import SplitData
 
 __all__ = ["SAMPLERS", "PatientSampler", "build_sampler", "patient_groups"]
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import torch
 from torch import nn
 
-from funduslab.losses import ClassCounts, build_loss
 from funduslab.models.backbones import backbone_info
+from funduslab.models.families import family_of
 from funduslab.models.classifier import FundusModel
 from funduslab.models.factory import build_model, last_stage_parameters
 from funduslab.registry import Registry
@@ -28,7 +27,7 @@ from funduslab.training.features import fit_head_on_features
 from funduslab.training.fit import fit_task
 from funduslab.training.freezing import EarlyStageFreeze
 from funduslab.training.loaders import batch_augmentation, eval_loader, train_loader
-from funduslab.training.module import FitOptions, task_class
+from funduslab.training.module import FitOptions
 
 __all__ = ["SETUPS", "fit_model"]
 
@@ -49,33 +48,17 @@ def fit_options(ctx: RunContext, epochs: int | None = None, channels_last: bool 
     )
 
 
-def num_outputs(ctx: RunContext) -> int:
-    """Model outputs: one logit per label, or the grading formulation's count (K, 1 or K−1)."""
-    if ctx.table.task == "grading":
-        from funduslab.training.grading import formulation_of
-
-        return formulation_of(ctx.cfg).num_outputs(ctx.table.num_grades)
-    return len(ctx.table.label_names)
-
-
-def _loss(ctx: RunContext, targets: np.ndarray) -> nn.Module:
-    if ctx.table.task == "grading":  # targets are (N,) grades
-        from funduslab.training.grading import grading_loss
-
-        return grading_loss(ctx.cfg, targets, ctx.table.num_grades)
-    return build_loss(ctx.cfg.train.loss, ClassCounts.from_labels(targets), **ctx.cfg.train.loss_options)
-
-
 def _finetune(ctx: RunContext, model: FundusModel, stage_dir: str = "") -> dict:
-    if ctx.cfg.train.progressive_size and backbone_info(model.backbone).family != "cnn":
+    family = family_of(backbone_info(model.backbone).family)
+    if ctx.cfg.train.progressive_size and not family.stage_maps:
         raise ValueError("train.progressive_size needs a CNN backbone (ViT/Swin are built for one "
                          "input size); set it to 0")
-    task_cls = task_class(ctx)
+    task_cls = ctx.kind.task_class(ctx)
     if ctx.cfg.train.attention_consistency > 0 and ctx.cfg.model.dual != "none":
         raise ValueError(f"train.attention_consistency works on single images; set it to 0 for "
                          f"model.dual={ctx.cfg.model.dual!r} (or use model.dual: none)")
-    if ctx.cfg.train.attention_consistency > 0:  # flip-consistent CAMs (explain/guided.py)
-        from funduslab.explain.guided import consistency_task
+    if ctx.cfg.train.attention_consistency > 0:  # flip-consistent CAMs (training/guided.py)
+        from funduslab.training.guided import consistency_task
 
         task_cls = consistency_task(ctx.cfg.train.attention_consistency)
     options = fit_options(ctx)
@@ -83,7 +66,7 @@ def _finetune(ctx: RunContext, model: FundusModel, stage_dir: str = "") -> dict:
     if t.freeze_stages and t.setup != "partial":
         options.freeze = EarlyStageFreeze(model, t.freeze_stages, t.freeze_epochs)
     task = task_cls(
-        model, _loss(ctx, ctx.train.targets), ctx.table.label_names, options,
+        model, ctx.kind.loss(ctx, ctx.train.targets), ctx.table.label_names, options,
         head_params=list(model.head.parameters()),
     )
     if ctx.cfg.train.channels_last:
@@ -99,7 +82,7 @@ def _finetune(ctx: RunContext, model: FundusModel, stage_dir: str = "") -> dict:
 @SETUPS.register("none")
 def setup_none(ctx: RunContext) -> tuple[FundusModel, dict]:
     """No training: the starting weights (with their head) are evaluated as they are."""
-    model = build_model(ctx.cfg.model, num_outputs(ctx), ctx.cfg.data.image_size,
+    model = build_model(ctx.cfg.model, ctx.kind.num_outputs(ctx), ctx.cfg.data.image_size,
                         require_head=True)
     return model, {"trained": "nothing"}
 
@@ -107,22 +90,22 @@ def setup_none(ctx: RunContext) -> tuple[FundusModel, dict]:
 @SETUPS.register("frozen")
 def setup_frozen(ctx: RunContext) -> tuple[FundusModel, dict]:
     """Backbone frozen in eval mode; the head is fitted on features computed once per image."""
-    model = build_model(ctx.cfg.model, num_outputs(ctx), ctx.cfg.data.image_size)
-    info = fit_head_on_features(ctx, model, _loss(ctx, ctx.train.targets), fit_options(ctx, channels_last=False))
+    model = build_model(ctx.cfg.model, ctx.kind.num_outputs(ctx), ctx.cfg.data.image_size)
+    info = fit_head_on_features(ctx, model, ctx.kind.loss(ctx, ctx.train.targets), fit_options(ctx, channels_last=False))
     return model, {"trained": "head", **info}
 
 
 @SETUPS.register("full")
 def setup_full(ctx: RunContext) -> tuple[FundusModel, dict]:
     """Every weight trains (backbone at ``backbone_lr``, head at ``lr``)."""
-    model = build_model(ctx.cfg.model, num_outputs(ctx), ctx.cfg.data.image_size)
+    model = build_model(ctx.cfg.model, ctx.kind.num_outputs(ctx), ctx.cfg.data.image_size)
     return model, {"trained": "all", **_finetune(ctx, model)}
 
 
 @SETUPS.register("partial")
 def setup_partial(ctx: RunContext) -> tuple[FundusModel, dict]:
     """Only the last ``partial_stages`` backbone stages and the head train; the rest is frozen."""
-    model = build_model(ctx.cfg.model, num_outputs(ctx), ctx.cfg.data.image_size)
+    model = build_model(ctx.cfg.model, ctx.kind.num_outputs(ctx), ctx.cfg.data.image_size)
     n = ctx.cfg.train.partial_stages
     trainable = last_stage_parameters(model, n)
     for p in model.backbone.parameters():
@@ -138,7 +121,7 @@ def setup_two_stage(ctx: RunContext) -> tuple[FundusModel, dict]:
     """Full fine-tuning on ``train.source`` for ``source_epochs``, then on the target data."""
     from funduslab.training.two_stage import fit_source_stage
 
-    model = build_model(ctx.cfg.model, num_outputs(ctx), ctx.cfg.data.image_size)
+    model = build_model(ctx.cfg.model, ctx.kind.num_outputs(ctx), ctx.cfg.data.image_size)
     source_info = fit_source_stage(ctx, model)
     target_info = _finetune(ctx, model)
     return model, {"trained": "source then target", "source_stage": source_info, **target_info}

@@ -20,7 +20,6 @@ from funduslab.models.classifier import FundusModel, build_head
 from funduslab.training.context import RunContext
 from funduslab.training.fit import fit_task
 from funduslab.training.loaders import eval_loader, train_loader
-from funduslab.training.module import task_class
 
 __all__ = ["fit_source_stage", "source_stage_config"]
 
@@ -61,7 +60,7 @@ def source_stage_config(cfg: RunConfig, source: SampleTable) -> RunConfig:
 def fit_source_stage(ctx: RunContext, model: FundusModel) -> dict:
     """Fit ``model`` on ``ctx.cfg.train.source`` for ``source_epochs``; return the stage's info."""
     from funduslab.training.runner import decode_splits
-    from funduslab.training.setups import _loss, fit_options, num_outputs
+    from funduslab.training.setups import fit_options
 
     source_cfg = ctx.cfg.train.source
     if source_cfg is None:
@@ -75,11 +74,11 @@ def fit_source_stage(ctx: RunContext, model: FundusModel) -> dict:
     same_labels = (table.task == ctx.table.task
                    and list(table.label_names) == list(ctx.table.label_names))
     if not same_labels:
-        model.head = build_head(cfg.model.head, model.num_features, num_outputs(sctx),
+        model.head = build_head(cfg.model.head, model.num_features, sctx.kind.num_outputs(sctx),
                                 cfg.model.dropout, **cfg.model.head_options)
-    task = task_class(sctx)(
+    task = sctx.kind.task_class(sctx)(
         model,
-        _loss(sctx, sctx.train.targets),
+        sctx.kind.loss(sctx, sctx.train.targets),
         table.label_names,
         fit_options(sctx, epochs=ctx.cfg.train.source_epochs),
         head_params=list(model.head.parameters()),

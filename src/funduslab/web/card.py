@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from funduslab.runs import RunFolder
-from funduslab.training.saved_model import SavedModel
+from funduslab.inference.saved_model import SavedModel
 
 __all__ = ["NOT_A_MEDICAL_DEVICE", "describe_model"]
 

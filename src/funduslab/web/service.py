@@ -36,7 +36,7 @@ from funduslab.web.validate import MAX_FILES, CheckedUpload, RequestError, check
 
 if TYPE_CHECKING:
     from funduslab.preprocess import Pipeline
-    from funduslab.training.saved_model import SavedModel
+    from funduslab.inference.saved_model import SavedModel
 
 __all__ = ["ModelService", "Prediction", "ServedModel", "load_models", "png_base64"]
 
@@ -53,7 +53,7 @@ class ServedModel:
         index: Position in the list (``?model=0``).
         name: Unique name (``?model=<name>``): the run folder's or file's name.
         path: Where it was loaded from.
-        saved: The loaded model (:class:`~funduslab.training.saved_model.SavedModel`).
+        saved: The loaded model (:class:`~funduslab.inference.saved_model.SavedModel`).
         info: The picker entry and model card (:func:`funduslab.web.card.describe_model`).
         cam_note: Why CAMs are unavailable for this model, or ``None``.
     """
@@ -169,7 +169,7 @@ def load_models(paths: Sequence[Path | str], device: str = "cpu") -> list[Served
         ValueError: nothing to serve, or a named model cannot serve single images.
     """
     from funduslab.preprocess import build_pipeline
-    from funduslab.training.saved_model import load_saved_model
+    from funduslab.inference.saved_model import load_saved_model
     from funduslab.web.card import describe_model
 
     if not paths:

@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from funduslab.models.families import family_of
+
 __all__ = ["FeatureMapHead", "PositionEncoding", "feature_map_options", "sine_position_encoding"]
 
 LAYOUTS = ("auto", "nchw", "nhwc", "nlc")
-_FAMILY_LAYOUT = {"cnn": "nchw", "vit": "nlc", "swin": "nhwc"}
 
 
 def feature_map_options(head_cls: Any, family: str, num_prefix_tokens: int) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def feature_map_options(head_cls: Any, family: str, num_prefix_tokens: int) -> d
 
     Args:
         head_cls: The registered head class/factory.
-        family: Backbone family (``"cnn"``, ``"vit"``, ``"swin"``).
+        family: Backbone family, a name in :data:`~funduslab.models.families.FAMILIES`.
         num_prefix_tokens: ViT class/register tokens in front of the patch tokens.
     """
     if not getattr(head_cls, "needs_feature_map", False):
@@ -42,8 +43,8 @@ def feature_map_options(head_cls: Any, family: str, num_prefix_tokens: int) -> d
     except (TypeError, ValueError):
         return {}
     options: dict[str, Any] = {}
-    if "feature_layout" in params and family in _FAMILY_LAYOUT:
-        options["feature_layout"] = _FAMILY_LAYOUT[family]
+    if "feature_layout" in params:
+        options["feature_layout"] = family_of(family).feature_layout
     if "num_prefix_tokens" in params:
         options["num_prefix_tokens"] = int(num_prefix_tokens)
     return options

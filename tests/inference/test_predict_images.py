@@ -24,9 +24,9 @@ from funduslab.data.synthetic_layouts import write_layout
 from funduslab.ensemble import load_members, write_ensemble_run
 from funduslab.ensemble.bundle import save_ensemble_bundle
 from funduslab.preprocess import build_pipeline
-from funduslab.training.predict_images import list_inputs, predict_saved, write_prediction_folder
+from funduslab.inference.predict_images import list_inputs, predict_saved, write_prediction_folder
 from funduslab.training.runner import run
-from funduslab.training.saved_model import load_saved_model
+from funduslab.inference.saved_model import load_saved_model
 
 LABELS = ["D", "G", "A"]
 cli = CliRunner()

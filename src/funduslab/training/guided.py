@@ -18,7 +18,7 @@ the last feature map:
 
 Both views go through the backbone in one batch (BatchNorm sees them together); the
 classification term uses the original view's logits. ViT tokens and Swin NHWC maps are brought
-to ``(B, C, h, w)`` first (:func:`funduslab.explain.targets.feature_map_nchw`). Switch it on with
+to ``(B, C, h, w)`` first (:func:`funduslab.models.feature_maps.feature_map_nchw`). Switch it on with
 ``train.attention_consistency: λ > 0``; it applies to the fine-tuning setups (full, partial,
 two-stage target stage), not to ``frozen`` (cached features) or ``none``.
 """
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from funduslab.explain.targets import feature_map_nchw
+from funduslab.models.feature_maps import feature_map_nchw
 from funduslab.training.module import FitOptions, FundusTask
 
 __all__ = [

@@ -31,15 +31,20 @@ import pandas as pd
 
 from funduslab.config import RunConfig
 from funduslab.data.cache import ImageCache
+from funduslab.data.split_data import SplitData
 from funduslab.data.table import SampleTable
-from funduslab.generate.sample import GENERATED_CSV, GENERATED_META
-from funduslab.training.context import SplitData
 
-__all__ = ["GENERATED_PREFIX", "mix_generated", "read_generated", "select_generated"]
+__all__ = [
+    "GENERATED_CSV", "GENERATED_META", "GENERATED_PREFIX", "mix_generated", "read_generated",
+    "select_generated",
+]
 
 log = logging.getLogger(__name__)
 
 GENERATED_PREFIX = "generated/"
+#: The files :func:`funduslab.generate.sample.write_generated` writes into a generated folder.
+GENERATED_CSV = "labels.csv"
+GENERATED_META = "generated.json"
 
 
 def read_generated(folder: str | Path, label_names: Sequence[str]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import pytest
 
 from funduslab.config import config_from_dict
 from funduslab.data.adapters import load_table
-from funduslab.generate.mixing import GENERATED_PREFIX, select_generated
+from funduslab.data.mixing import GENERATED_PREFIX, select_generated
 from funduslab.generate.sample import class_vectors, write_generated
 from funduslab.generate.sheet import real_vs_generated_sheet
 from funduslab.training.runner import decode_splits

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from funduslab.config import atomic_write_text
-from funduslab.training.saved_model import SavedModel
+from funduslab.inference.saved_model import SavedModel
 
 __all__ = ["PredictionInputs", "list_inputs", "predict_saved", "write_prediction_folder"]
 
@@ -97,7 +97,7 @@ def predict_saved(
     """Outputs ``(N, num_outputs)`` of ``saved`` for the images at ``paths``.
 
     Args:
-        saved: The model (:func:`funduslab.training.saved_model.load_saved_model`).
+        saved: The model (:func:`funduslab.inference.saved_model.load_saved_model`).
         paths: Image files, decoded as the model was trained.
         tta: Flip TTA; ``None`` predicts as the run did. For an ensemble it applies to every
             member (each member otherwise keeps its own run's setting).
