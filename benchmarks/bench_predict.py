@@ -29,7 +29,7 @@ from funduslab.data.cache import decode_preprocessed
 from funduslab.inference.onnx_model import export_onnx, load_onnx_model, output_probabilities
 from funduslab.preprocess import build_pipeline
 from funduslab.training.predict import predict_logits
-from funduslab.training.saved_model import SavedModel, load_saved_model
+from funduslab.inference.saved_model import SavedModel, load_saved_model
 
 
 def _model(args: argparse.Namespace, labels: list[str]) -> SavedModel:
