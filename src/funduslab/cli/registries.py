@@ -23,6 +23,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "ensembles": ("funduslab.ensemble.combiners", "ENSEMBLES"),
     "export-formats": ("funduslab.inference.export", "EXPORT_FORMATS"),
     "faithfulness": ("funduslab.explain.faithfulness", "FAITHFULNESS"),
+    "families": ("funduslab.models.families", "FAMILIES"),
     "formulations": ("funduslab.training.grading", "GRADING_FORMULATIONS"),
     "fusions": ("funduslab.models.dual", "FUSIONS"),
     "heads": ("funduslab.models.heads", "HEADS"),
@@ -34,6 +35,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "rebalancers": ("funduslab.data.patches_rebalance", "REBALANCERS"),
     "samplers": ("funduslab.training.samplers", "SAMPLERS"),
     "setups": ("funduslab.training.setups", "SETUPS"),
+    "task-kinds": ("funduslab.training.task_kinds", "TASK_KINDS"),
     "trained-ensembles": ("funduslab.ensemble.resampled", "TRAINED_ENSEMBLES"),
 }
 

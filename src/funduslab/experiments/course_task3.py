@@ -111,14 +111,11 @@ def course_task3(
         data: Course data folder (``odir_course`` layout).
         team: Team name for the ``<team>_task3-1.pt`` / ``<team>_task3-2.pt`` weights.
         out: Output folder (one run folder per variant and seed).
-        quick: Tiny settings for tests and demos (64 px, 2 epochs, batch 8).
-        seeds: Seeds per variant (default 0, 1, 2).
-        source: Optional source dataset (ODIR-5K layout); the backbone is first fitted on it
-            (``funduslab pretrain``) and every row starts from that model.
-        backbone: Backbone name (default EfficientNet-Lite0).
-        weights: Starting weights of the backbone (``imagenet``, ``none`` or a path).
-        image_size: Training resolution in pixels.
-        epochs: Fine-tuning epochs.
+        quick, seeds, source: As for Task 2 (:func:`~funduslab.experiments.course_task2.
+            course_task2`): tiny settings, seeds per variant (default 0, 1, 2), an optional
+            ODIR-5K source every row starts from after ``funduslab pretrain``.
+        backbone, weights, image_size, epochs: The recipe every head sits on (EfficientNet-Lite0,
+            ImageNet, 256 px, the default epochs).
         rows: Comma-separated subset of rows to run (e.g. ``se,mha``); empty runs all.
         baseline_runs: Glob of finished run folders to use as the ``linear`` row instead of
             training it; each must match the row's recipe for its seed (checked).

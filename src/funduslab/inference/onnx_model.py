@@ -203,17 +203,9 @@ def onnx_bytes(saved: SavedModel, opset: int = DEFAULT_OPSET) -> bytes:
 def output_probabilities(saved: SavedModel, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(p, labels)`` of raw outputs as predict writes them: sigmoid and thresholded labels
     (multi-label), or class probabilities (the score for regression) and grades (grading)."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    if saved.task == "grading":
-        from funduslab.training.grading import GRADING_FORMULATIONS
+    from funduslab.training.task_kinds import task_kind
 
-        form = GRADING_FORMULATIONS.get(saved.formulation)
-        cuts = saved.thresholds if form.uses_thresholds and len(saved.thresholds) else None
-        decoded = form.decode(outputs, saved.num_grades, cuts)
-        probs = decoded.probs if decoded.probs is not None else decoded.score[:, None]
-        return probs, decoded.grades
-    probs = 1.0 / (1.0 + np.exp(-outputs))
-    return probs, (probs >= saved.thresholds).astype(int)
+    return task_kind(saved.task).decode(saved, outputs)
 
 
 def check_onnx(saved: SavedModel, onnx_model: OnnxModel, images: np.ndarray | None = None,

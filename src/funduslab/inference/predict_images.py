@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -144,24 +143,6 @@ def predict_saved(
     return np.concatenate(chunks)
 
 
-def _label_columns(saved: SavedModel, inputs: PredictionInputs) -> list[str]:
-    """The submission's columns: the template's, checked against what the model predicts."""
-    id_col = inputs.columns[0] if inputs.columns else "id"
-    if saved.task == "grading":
-        if inputs.columns is not None and len(inputs.columns) > 2:
-            raise ValueError(f"{inputs.source} has columns {inputs.columns}; a grading "
-                             "submission has two (id, grade), e.g. ID,TARGET or id_code,diagnosis")
-        return inputs.columns if inputs.columns and len(inputs.columns) == 2 else [id_col, "grade"]
-    if inputs.columns is None or len(inputs.columns) == 1:  # a folder, or a list of ids
-        return [id_col, *saved.label_names]
-    wanted = inputs.columns[1:]
-    unknown = [c for c in wanted if c not in saved.label_names]
-    if unknown:
-        raise ValueError(f"{inputs.source} asks for labels {unknown} that the model does not "
-                         f"predict; it predicts {saved.label_names}")
-    return inputs.columns
-
-
 def write_prediction_folder(
     out: Path | str,
     saved: SavedModel,
@@ -182,13 +163,12 @@ def write_prediction_folder(
         ``out``.
     """
     from funduslab.reporting.run_folder import environment_info
+    from funduslab.training.task_kinds import task_kind
 
     out = Path(out)
-    columns = _label_columns(saved, inputs)
-    if saved.task == "grading":
-        record = _write_grades(out, saved, inputs, outputs, columns)
-    else:
-        record = _write_labels(out, saved, inputs, outputs, columns, threshold)
+    kind = task_kind(saved.task)  # multilabel or grading: training/task_kinds.py
+    columns = kind.submission_columns(saved, inputs.columns, str(inputs.source))
+    record = kind.write_predictions(out, saved, inputs.ids, outputs, columns, threshold)
     record.update({
         "model": str(saved.source),
         "task": saved.task,
@@ -207,37 +187,6 @@ def write_prediction_folder(
     atomic_write_text(out / "predict.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     log.info("wrote predictions for %d images to %s", len(inputs.ids), out)
     return out
-
-
-def _write_grades(out: Path, saved: SavedModel, inputs: PredictionInputs, outputs: np.ndarray,
-                  columns: list[str]) -> dict[str, Any]:
-    """Grading: decode ``outputs`` to grades, write both files; the cut points for the record."""
-    from funduslab.reporting.run_folder import write_submission
-    from funduslab.training.grading import GRADING_FORMULATIONS, write_grade_predictions
-
-    form = GRADING_FORMULATIONS.get(saved.formulation)
-    cuts = saved.thresholds if form.uses_thresholds and len(saved.thresholds) else None
-    decoded = form.decode(outputs, saved.num_grades, cuts)
-    write_grade_predictions(out / "predictions.csv", inputs.ids, decoded)
-    write_submission(out / "submission.csv", inputs.ids, decoded.grades, columns)
-    return {"cut_points": None if cuts is None else [float(c) for c in cuts]}
-
-
-def _write_labels(out: Path, saved: SavedModel, inputs: PredictionInputs, outputs: np.ndarray,
-                  columns: list[str], threshold: float | None) -> dict[str, Any]:
-    """Multi-label: threshold the sigmoid of ``outputs``, write both files; the thresholds for
-    the record."""
-    from funduslab.reporting.run_folder import write_predictions, write_submission
-
-    probs = 1.0 / (1.0 + np.exp(-outputs.astype(np.float64)))
-    used = saved.thresholds if threshold is None else np.full(len(saved.label_names),
-                                                              float(threshold))
-    preds = (probs >= used).astype(int)
-    write_predictions(out / "predictions.csv", inputs.ids, probs, preds, saved.label_names)
-    order = [saved.label_names.index(c) for c in columns[1:]]
-    write_submission(out / "submission.csv", inputs.ids, preds[:, order], columns)
-    return {"thresholds": dict(zip(saved.label_names, (float(t) for t in used))),
-            "threshold_source": "fixed" if threshold is not None else "the run's"}
 
 
 def _tta_record(saved: SavedModel, tta: bool | None) -> bool | list[bool]:

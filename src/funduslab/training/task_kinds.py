@@ -8,7 +8,10 @@ A dataset's table says which kind it is (``SampleTable.task``); the run asks the
 * its **loss** and its **LightningModule** class;
 * its **evaluation** — probabilities, thresholds (0.5 or tuned on val), predictions, metrics and
   the submission for multi-label; decoded grades, kappas, cut points and confusion figures for
-  grading (:mod:`funduslab.training.grading`).
+  grading (:mod:`funduslab.training.grading`);
+* for a saved model predicting new images (``funduslab predict``, the ONNX check): how raw
+  outputs **decode** to probabilities and labels, the **submission columns** a template asks
+  for, and the **prediction files**.
 
 A new kind is one :class:`TaskKind` subclass registered in :data:`TASK_KINDS` (and the adapters
 that produce its tables); the runner and setups do not branch on the kind's name.
@@ -17,8 +20,9 @@ that produce its tables); the runner and setups do not branch on the kind's name
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from torch import nn
@@ -30,7 +34,9 @@ from funduslab.metrics import multilabel_metrics, tune_thresholds
 from funduslab.registry import Registry
 from funduslab.runs.files import write_predictions, write_submission
 from funduslab.training.context import RunContext
-from funduslab.training.module import FundusTask
+
+if TYPE_CHECKING:  # Lightning loads only when a model trains, not when one predicts
+    from funduslab.training.module import FundusTask
 
 __all__ = ["TASK_KINDS", "GradingKind", "MultilabelKind", "TaskKind", "task_kind"]
 
@@ -55,6 +61,8 @@ class TaskKind:
 
     def task_class(self, ctx: RunContext) -> Callable[..., FundusTask]:
         """The LightningModule class (or a partial of it) that trains this kind."""
+        from funduslab.training.module import FundusTask
+
         return FundusTask
 
     def evaluate(self, ctx: RunContext,
@@ -66,6 +74,26 @@ class TaskKind:
     def formulation(self, cfg: RunConfig) -> str | None:
         """The grading formulation recorded in the weights' metadata (``None``: not grading)."""
         return None
+
+    def decode(self, saved: Any, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(probabilities, labels)`` of a saved model's raw outputs, as predict writes them.
+
+        ``saved`` is an :class:`~funduslab.inference.saved_model.SavedModel` (its thresholds,
+        formulation, grade count).
+        """
+        raise NotImplementedError
+
+    def submission_columns(self, saved: Any, template: Sequence[str] | None,
+                           source: str) -> list[str]:
+        """The submission's columns: the template's (``None``: a folder of images), checked
+        against what ``saved`` predicts; ``source`` names the template in errors."""
+        raise NotImplementedError
+
+    def write_predictions(self, out: Path, saved: Any, ids: list[str], outputs: np.ndarray,
+                          columns: list[str], threshold: float | None) -> dict[str, Any]:
+        """Write ``predictions.csv`` and ``submission.csv`` into ``out``; return what decided
+        the labels (thresholds or cut points) for ``predict.json``."""
+        raise NotImplementedError
 
 
 class MultilabelKind(TaskKind):
@@ -115,6 +143,33 @@ class MultilabelKind(TaskKind):
         }
         return metrics, chosen
 
+    def decode(self, saved: Any, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probs = 1.0 / (1.0 + np.exp(-np.asarray(outputs, dtype=np.float64)))
+        return probs, (probs >= saved.thresholds).astype(int)
+
+    def submission_columns(self, saved: Any, template: Sequence[str] | None,
+                           source: str) -> list[str]:
+        if template is None or len(template) == 1:  # a folder, or a list of ids
+            return [template[0] if template else "id", *saved.label_names]
+        unknown = [c for c in template[1:] if c not in saved.label_names]
+        if unknown:
+            raise ValueError(f"{source} asks for labels {unknown} that the model does not "
+                             f"predict; it predicts {saved.label_names}")
+        return list(template)
+
+    def write_predictions(self, out: Path, saved: Any, ids: list[str], outputs: np.ndarray,
+                          columns: list[str], threshold: float | None) -> dict[str, Any]:
+        """The run's thresholds, or one fixed ``threshold`` for every label."""
+        names = saved.label_names
+        used = saved.thresholds if threshold is None else np.full(len(names), float(threshold))
+        probs = 1.0 / (1.0 + np.exp(-np.asarray(outputs, dtype=np.float64)))
+        preds = (probs >= used).astype(int)
+        write_predictions(out / "predictions.csv", ids, probs, preds, names)
+        order = [names.index(c) for c in columns[1:]]
+        write_submission(out / "submission.csv", ids, preds[:, order], columns)
+        return {"thresholds": dict(zip(names, (float(t) for t in used))),
+                "threshold_source": "fixed" if threshold is not None else "the run's"}
+
 
 class GradingKind(TaskKind):
     """One ordinal grade per image (DR 0–4), trained under a grading formulation."""
@@ -148,6 +203,40 @@ class GradingKind(TaskKind):
 
     def formulation(self, cfg: RunConfig) -> str | None:
         return cfg.train.formulation
+
+    @staticmethod
+    def _decoded(saved: Any, outputs: np.ndarray) -> tuple[Any, np.ndarray | None]:
+        """The formulation's decoding, with the saved cut points where it uses them."""
+        from funduslab.training.grading import GRADING_FORMULATIONS
+
+        form = GRADING_FORMULATIONS.get(saved.formulation)
+        cuts = saved.thresholds if form.uses_thresholds and len(saved.thresholds) else None
+        return form.decode(np.asarray(outputs, dtype=np.float64), saved.num_grades, cuts), cuts
+
+    def decode(self, saved: Any, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities (the score for regression) and grades."""
+        decoded, _ = self._decoded(saved, outputs)
+        probs = decoded.probs if decoded.probs is not None else decoded.score[:, None]
+        return probs, decoded.grades
+
+    def submission_columns(self, saved: Any, template: Sequence[str] | None,
+                           source: str) -> list[str]:
+        if template is not None and len(template) > 2:
+            raise ValueError(f"{source} has columns {list(template)}; a grading submission has "
+                             "two (id, grade), e.g. ID,TARGET or id_code,diagnosis")
+        if template and len(template) == 2:
+            return list(template)
+        return [template[0] if template else "id", "grade"]
+
+    def write_predictions(self, out: Path, saved: Any, ids: list[str], outputs: np.ndarray,
+                          columns: list[str], threshold: float | None) -> dict[str, Any]:
+        """Decoded grades (``threshold`` does not apply: cut points come with the run)."""
+        from funduslab.training.grading import write_grade_predictions
+
+        decoded, cuts = self._decoded(saved, outputs)
+        write_grade_predictions(out / "predictions.csv", ids, decoded)
+        write_submission(out / "submission.csv", ids, decoded.grades, columns)
+        return {"cut_points": None if cuts is None else [float(c) for c in cuts]}
 
 
 for _kind in (MultilabelKind(), GradingKind()):
