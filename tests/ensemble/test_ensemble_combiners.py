@@ -37,6 +37,7 @@ def _course_f1(y, pred):
 
 def test_registry_lists_the_four_methods_and_rejects_unknown():
     assert ENSEMBLES.names() == ["max_voting", "soft_voting", "stacking", "weighted"]
+    assert all(ENSEMBLES.get(n).method == n for n in ENSEMBLES.names())  # the name in bundles
     with pytest.raises(ValueError, match="max_voting, soft_voting, stacking, weighted"):
         ENSEMBLES.get("median")
     with pytest.raises(ValueError, match="no parameter"):
