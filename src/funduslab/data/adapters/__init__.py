@@ -1,26 +1,60 @@
 """Dataset adapters: each turns one on-disk layout (see ``docs/layouts.md``) into a SampleTable.
 
 An adapter is a function ``(root: Path, **options) -> SampleTable`` registered in
-:data:`ADAPTERS` under its layout name. Adapters read CSVs and check that images exist; they never
-decode images, so loading a table of thousands of images takes well under a second.
+:data:`ADAPTERS` under its layout name, in its own module of this package; a module beside it
+that is not private (``_csv.py``) is imported, and so registered, by this package. An adapter
+whose layout can be recognised from its files also registers a :func:`layout_sign`, which
+``--adapter auto`` (:func:`detect_layout`) tries. Adapters read CSVs and check that images exist;
+they never decode images, so loading a table of thousands of images takes well under a second.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from funduslab.data.table import SampleTable
 from funduslab.registry import Registry
 
-__all__ = ["ADAPTERS", "Adapter", "detect_layout", "load_table"]
+__all__ = ["ADAPTERS", "Adapter", "LayoutSign", "detect_layout", "layout_sign", "load_table"]
 
 log = logging.getLogger(__name__)
 
 Adapter = Callable[..., SampleTable]
 ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
+
+
+@dataclass(frozen=True)
+class LayoutSign:
+    """How :func:`detect_layout` recognises a layout: a test on the root and its description."""
+
+    adapter: str
+    looks_like: str
+    test: Callable[[Path], bool]
+
+
+#: Every registered sign, in registration order (a layout may have several).
+SIGNS: list[LayoutSign] = []
+
+
+def layout_sign(adapter: str, looks_like: str) -> Callable[[Callable[[Path], bool]],
+                                                           Callable[[Path], bool]]:
+    """Register ``test(root) -> bool`` as a sign of ``adapter``'s layout (a dataset folder).
+
+    Args:
+        adapter: The adapter's registry name.
+        looks_like: What the test looks for, for the error when nothing matches
+            (``"train.csv + train_images/"``).
+    """
+    def decorator(test: Callable[[Path], bool]) -> Callable[[Path], bool]:
+        SIGNS.append(LayoutSign(adapter, looks_like, test))
+        return test
+    return decorator
 
 
 def load_table(adapter: str, root: Path | str, **options: Any) -> SampleTable:
@@ -43,62 +77,30 @@ def load_table(adapter: str, root: Path | str, **options: Any) -> SampleTable:
     return ADAPTERS.get(name)(root, **options)
 
 
-def _header(path: Path) -> str:
-    try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fh:
-            return fh.readline()
-    except OSError:
-        return ""
-
-
 def detect_layout(root: Path | str) -> str:
     """Guess the adapter name from the files present under ``root``.
+
+    A folder is tried against every registered :func:`layout_sign`; a lone CSV file (or a folder
+    holding exactly one) falls back to ``generic_csv``.
 
     Raises:
         ValueError: if no known layout matches; the message lists what was looked for.
     """
     root = Path(root)
-    if root.is_file():
-        if "Left-Diagnostic Keywords" in _header(root) or root.suffix.lower() == ".xlsx":
-            return "odir5k"
-        if root.suffix.lower() == ".csv":
-            return "generic_csv"
-    checks: list[tuple[str, Callable[[Path], bool]]] = [
-        ("odir_course", lambda r: (r / "train.csv").is_file() and (r / "images/train").is_dir()),
-        ("deepdrid", lambda r: (r / "regular-fundus-training").is_dir()),
-        ("aptos", lambda r: (r / "train.csv").is_file() and (r / "train_images").is_dir()),
-        ("rfmid", lambda r: (r / "Training_Set").is_dir()),
-        ("idrid", lambda r: (r / "A. Segmentation").is_dir()),
-        ("odir5k", lambda r: "keywords" in _header(r / "labels.csv")),
-        (
-            "odir5k",
-            lambda r: any("Left-Diagnostic Keywords" in _header(p) for p in r.glob("*.csv"))
-            or any(r.glob("*.xlsx")),
-        ),
-    ]
-    for name, test in checks:
-        if root.is_dir() and test(root):
-            log.info("detected layout %s at %s", name, root)
-            return name
+    for sign in SIGNS:
+        if sign.test(root):
+            log.info("detected layout %s at %s", sign.adapter, root)
+            return sign.adapter
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return "generic_csv"
     if root.is_dir() and len(list(root.glob("*.csv"))) == 1:
         return "generic_csv"
-    raise ValueError(
-        f"cannot tell the dataset layout of {root}: expected train.csv + images/train "
-        "(odir_course), regular-fundus-training/ (deepdrid), train.csv + train_images/ (aptos), "
-        "Training_Set/ (rfmid), 'A. Segmentation/' (idrid), labels.csv with a keywords column "
-        "or the ODIR-5K annotation sheet (odir5k); pass the adapter name explicitly "
-        "(generic_csv for your own CSV)"
-    )
+    expected = ", ".join(f"{s.looks_like} ({s.adapter})" for s in SIGNS)
+    raise ValueError(f"cannot tell the dataset layout of {root}: expected {expected}; pass the "
+                     "adapter name explicitly (generic_csv for your own CSV)")
 
 
-# Registration: importing the modules registers their adapters (kept last: they import ADAPTERS).
-from funduslab.data.adapters import (  # noqa: E402, F401
-    aptos,
-    deepdrid,
-    generic_csv,
-    idrid,
-    odir5k,
-    odir_course,
-    patches,
-    rfmid,
-)
+# Registration: importing every public module of this package registers its adapter and signs
+# (kept last: they import ADAPTERS and layout_sign from here).
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
+    importlib.import_module(f"{__name__}.{_module}")

@@ -22,6 +22,7 @@ __all__ = [
     "ImageFolder",
     "check_unique_ids",
     "eye_from_id",
+    "first_line",
     "parse_labels",
     "patient_from_id",
     "read_csv",
@@ -31,6 +32,15 @@ __all__ = [
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 _EYE_PATTERN = re.compile(r"^(?P<patient>.+?)_(?P<eye>left|right)(?:\.[A-Za-z0-9]+)?$", re.I)
+
+
+def first_line(path: Path) -> str:
+    """The first line of a text file (BOM dropped), or ``""`` when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            return fh.readline()
+    except OSError:
+        return ""
 
 
 def row_ref(row: int) -> str:

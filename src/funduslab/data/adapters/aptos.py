@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from funduslab.data.adapters import ADAPTERS
+from funduslab.data.adapters import ADAPTERS, layout_sign
 from funduslab.data.adapters._csv import (
     ImageFolder,
     check_unique_ids,
@@ -32,6 +32,11 @@ from funduslab.data.table import SampleTable
 __all__ = ["APTOS_GRADES", "load_aptos"]
 
 APTOS_GRADES = 5
+
+
+@layout_sign("aptos", "train.csv + train_images/")
+def _looks_like_aptos(root: Path) -> bool:
+    return (root / "train.csv").is_file() and (root / "train_images").is_dir()
 
 
 @ADAPTERS.register("aptos")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from funduslab.data.adapters import ADAPTERS
+from funduslab.data.adapters import ADAPTERS, layout_sign
 from funduslab.data.adapters._csv import (
     ImageFolder,
     check_unique_ids,
@@ -104,6 +104,11 @@ def _read_split(root: Path, split: str, stem: str) -> pd.DataFrame:
         log.info("%s: dropping %d ungradable image(s) (level 5)", csv_path, int(ungradable.sum()))
         frame = frame.loc[~ungradable]
     return frame
+
+
+@layout_sign("deepdrid", "regular-fundus-training/")
+def _looks_like_deepdrid(root: Path) -> bool:
+    return (root / "regular-fundus-training").is_dir()
 
 
 @ADAPTERS.register("deepdrid")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from funduslab.data.adapters import ADAPTERS
+from funduslab.data.adapters import ADAPTERS, layout_sign
 from funduslab.data.adapters._csv import IMAGE_EXTENSIONS, ImageFolder
 from funduslab.data.table import SampleTable
 
@@ -64,6 +64,11 @@ def _mask_has_content(path: Path) -> bool:
     if mask is None:
         raise ValueError(f"cannot read IDRiD mask {path}; the file is damaged or not an image")
     return bool((mask > 0).any())
+
+
+@layout_sign("idrid", "'A. Segmentation/'")
+def _looks_like_idrid(root: Path) -> bool:
+    return (root / "A. Segmentation").is_dir()
 
 
 @ADAPTERS.register("idrid")

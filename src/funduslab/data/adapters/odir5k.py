@@ -34,8 +34,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from funduslab.data.adapters import ADAPTERS
+from funduslab.data.adapters import ADAPTERS, layout_sign
 from funduslab.data.adapters._csv import (
+    first_line,
     ImageFolder,
     check_unique_ids,
     parse_labels,
@@ -185,6 +186,16 @@ def _per_eye_from_labels_csv(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     for col in [c for c in ODIR_LABELS if c not in given]:
         out[col] = derived[col]
     return out
+
+
+@layout_sign("odir5k", "labels.csv with a keywords column, or the ODIR-5K annotation sheet")
+def _looks_like_odir5k(root: Path) -> bool:
+    if root.is_file():
+        return "Left-Diagnostic Keywords" in first_line(root) or root.suffix.lower() == ".xlsx"
+    return root.is_dir() and (
+        "keywords" in first_line(root / "labels.csv")
+        or any("Left-Diagnostic Keywords" in first_line(p) for p in root.glob("*.csv"))
+        or any(root.glob("*.xlsx")))
 
 
 @ADAPTERS.register("odir5k")

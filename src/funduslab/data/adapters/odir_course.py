@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from funduslab.data.adapters import ADAPTERS
+from funduslab.data.adapters import ADAPTERS, layout_sign
 from funduslab.data.adapters._csv import (
     ImageFolder,
     check_unique_ids,
@@ -63,6 +63,11 @@ def find_course_checkpoints(root: Path | str) -> dict[str, Path]:
         match = _CKPT_NAME.match(path.stem)
         found.setdefault(match["arch"] if match else path.stem, path.resolve())
     return found
+
+
+@layout_sign("odir_course", "train.csv + images/train")
+def _looks_like_odir_course(root: Path) -> bool:
+    return (root / "train.csv").is_file() and (root / "images" / "train").is_dir()
 
 
 @ADAPTERS.register("odir_course")

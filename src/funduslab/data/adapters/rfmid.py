@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from funduslab.data.adapters import ADAPTERS
+from funduslab.data.adapters import ADAPTERS, layout_sign
 from funduslab.data.adapters._csv import (
     ImageFolder,
     check_unique_ids,
@@ -45,6 +45,11 @@ RFMID_SETS: dict[str, tuple[str, str, str]] = {
     "test": ("Test_Set", "RFMiD_Testing_Labels.csv", "Test"),
 }
 _RISK = "Disease_Risk"
+
+
+@layout_sign("rfmid", "Training_Set/")
+def _looks_like_rfmid(root: Path) -> bool:
+    return (root / "Training_Set").is_dir()
 
 
 @ADAPTERS.register("rfmid")
