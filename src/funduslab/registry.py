@@ -7,10 +7,12 @@ listing the valid ones, so a typo in a config tells the user what they could hav
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "import_modules_of"]
 
 T = TypeVar("T")
 
@@ -61,3 +63,14 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def import_modules_of(package: str, path: Iterable[str]) -> None:
+    """Import every public module of ``package`` (``path``: its ``__path__``), in name order.
+
+    A package whose modules register components calls this at its end, so a new component is
+    one new file: nothing lists the modules by hand. Modules named ``_…`` are helpers, skipped.
+    """
+    for name in sorted(m.name for m in pkgutil.iter_modules(path)):
+        if not name.startswith("_"):
+            importlib.import_module(f"{package}.{name}")

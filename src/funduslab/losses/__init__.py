@@ -8,10 +8,8 @@ out: zero loss, zero gradient, mean over the observed entries.
 """
 
 from funduslab.losses.base import LOSSES, ClassCounts, MaskedMultiLabelLoss, build_loss
-from funduslab.losses import bce  # noqa: F401  (registers "bce", "weighted_bce")
-from funduslab.losses import grading  # noqa: F401  (registers grade_ce/_smooth_l1/_mse, coral)
-from funduslab.losses import focal  # noqa: F401  (registers "focal")
-from funduslab.losses import class_balanced  # noqa: F401  (registers "class_balanced")
-from funduslab.losses import asymmetric  # noqa: F401  (registers "asymmetric")
+from funduslab.registry import import_modules_of
+
+import_modules_of(__name__, __path__)  # each module registers its losses: a new loss is one file
 
 __all__ = ["LOSSES", "ClassCounts", "MaskedMultiLabelLoss", "build_loss"]

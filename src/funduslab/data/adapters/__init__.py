@@ -10,16 +10,14 @@ they never decode images, so loading a table of thousands of images takes well u
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from funduslab.data.table import SampleTable
-from funduslab.registry import Registry
+from funduslab.registry import Registry, import_modules_of
 
 __all__ = ["ADAPTERS", "Adapter", "LayoutSign", "detect_layout", "layout_sign", "load_table"]
 
@@ -102,5 +100,4 @@ def detect_layout(root: Path | str) -> str:
 
 # Registration: importing every public module of this package registers its adapter and signs
 # (kept last: they import ADAPTERS and layout_sign from here).
-for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
-    importlib.import_module(f"{__name__}.{_module}")
+import_modules_of(__name__, __path__)

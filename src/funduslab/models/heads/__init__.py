@@ -30,15 +30,10 @@ It runs the head once more with attention weights enabled (training uses the fas
 so call it under ``torch.no_grad()`` and ``model.eval()`` for explanations.
 """
 
-from funduslab.registry import Registry
+from funduslab.registry import Registry, import_modules_of
 
 HEADS: Registry = Registry("head")
 
-from funduslab.models.heads import linear  # noqa: E402,F401  (registers "linear", "mlp")
-from funduslab.models.heads import se  # noqa: E402,F401  (registers "se")
-from funduslab.models.heads import cbam  # noqa: E402,F401  (registers "cbam", "spatial", "channel")
-from funduslab.models.heads import mha  # noqa: E402,F401  (registers "mha")
-from funduslab.models.heads import class_query  # noqa: E402,F401  (registers "class_query")
-from funduslab.models.heads import ordinal  # noqa: E402,F401  (registers "coral")
+import_modules_of(__name__, __path__)  # each module registers its heads: a new head is one file
 
 __all__ = ["HEADS"]
