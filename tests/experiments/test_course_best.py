@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,21 @@ def test_rows_are_data_and_source_rows_need_a_source(synth_course: Path, tmp_pat
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     assert parse_preset_options("course-best", ["rows=longer", "task=4-2", "workers=4"]) == {
         "rows": "longer", "task": "4-2", "workers": 4}
+
+
+def test_tuned_row_lands_in_the_study_folder_when_the_reference_came_from_elsewhere(
+        synth_course: Path, tmp_path: Path):
+    """A finished reference run copied into a study keeps its old output.out in config.yaml;
+    its tuned re-evaluation must still be written into (and read from) this study's folder."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    course_best(synth_course, out=first, quick=True, seeds=[0], rows="reference")
+    second.mkdir()
+    shutil.copytree(first / "reference_s0", second / "reference_s0")
+    course_best(synth_course, out=second, quick=True, seeds=[0], rows="tuned")
+    assert (second / "tuned_s0" / "metrics.json").is_file()
+    assert not (first / "tuned_s0").exists()
+    summary = json.loads((second / "results.json").read_text())
+    assert summary["rows"]["tuned"]["runs"] == [str(second / "tuned_s0")]
 
 
 def test_cross_fitted_val_figure(synth_course: Path, tmp_path: Path):

@@ -173,15 +173,17 @@ def candidate_config(
     return row_config(study, study.rows[0], data, out, seed, quick=quick)
 
 
-def _tuned_config(trained: Path, name: str, seed: int) -> RunConfig:
-    """A finished run re-evaluated as it is (``setup: none``) with thresholds tuned on val."""
+def _tuned_config(trained: Path, name: str, seed: int, out: Path) -> RunConfig:
+    """A finished run re-evaluated as it is (``setup: none``) with thresholds tuned on val, into
+    ``out`` (the study's folder, wherever the trained run lives)."""
     folder = RunFolder(trained)
     raw = folder.config
     raw.pop("provenance", None)
     raw["model"] = {**raw["model"], "weights": str(folder.require_weights())}
     raw["train"] = {**raw["train"], "setup": "none", "tune_thresholds": True,
                     "threshold_objective": "f1_macro"}
-    raw["output"] = {**raw["output"], "name": f"{name}_s{seed}", "team": None, "task": None}
+    raw["output"] = {**raw["output"], "out": str(out), "name": f"{name}_s{seed}", "team": None,
+                     "task": None}
     return config_from_dict(raw, origin=f"course-best row {name!r}")
 
 
@@ -361,7 +363,8 @@ def _choose_and_deliver(result: StudyResult, plan: list[Candidate], skipped: dic
     runs = dict(result.runs)
     for c in plan:
         if c.thresholds_of:
-            runs[c.name] = [run(_tuned_config(d, c.name, s), progress=not result.quick)
+            runs[c.name] = [run(_tuned_config(d, c.name, s, result.out),
+                                progress=not result.quick)
                             for d, s in zip(runs[c.thresholds_of], result.seeds)]
     results = {c.name: _figures(c, runs[c.name], table) for c in plan}
     for name, why in skipped.items():
