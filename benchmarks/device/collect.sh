@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Here, after screening.sh ran on the device: unpack its run folders into runs/, put each seed's
+# Here, after screening.sh ran on the GPU machine: unpack its run folders into runs/, put each seed's
 # weights back in its folder, and vote them per seed with the frozen four-member screening vote
 # (the preset's with_runs; the frozen members train here on cached features, 20–30 min the first
 # time on 2 CPU cores, seconds after). Prints the vote's results.md and its PASS/FAIL line.
 #
-#   bash benchmarks/device/collect.sh <files_at folder of the device reply> [image size, 384]
+#   bash benchmarks/device/collect.sh <folder holding what screening.sh wrote to $OUT> [image size, 384]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FILES=${1:?usage: collect.sh <folder with screen_gpu.tar.gz> [image size]}

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build the ignored folder .device/ that the GPU runs carry (see benchmarks/device/README.md).
 #
-# The device tool sends the checkout only (not ../shared), at most 64 MiB a call. The
-# odir5k-source images (57 MiB) and the packages the GPU image lacks (pydantic, grad-cam,
+# For a GPU machine that receives the checkout only (not ../shared), in transfers of at most
+# 64 MiB. The odir5k-source images (57 MiB) and the packages the GPU image lacks (pydantic, grad-cam,
 # iterative-stratification, the EfficientNet-Lite0 ImageNet weights: about 23 MiB) do not fit in
 # one call, so they are split into two carries:
-#   .device/carry1 = packages + the first half of the images   (call 1: setup.sh)
-#   .device/carry2 = the second half of the images + labels  (call 2: screening.sh)
+#   .device/carry1 = packages + the first half of the images   (first command: setup.sh)
+#   .device/carry2 = the second half of the images + labels  (second command: screening.sh)
 # Nothing is copied into the tracked tree; .device/ is in .gitignore.
 #
 #   bash benchmarks/device/prepare.sh [path/to/odir5k-source]

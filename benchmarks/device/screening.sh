@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call 2 of 2 (carry .device/carry2), on the machine that ran setup.sh moments before:
+# GPU machine, second of two commands (with .device/carry2), on the machine that ran setup.sh:
 # the fellow-eye full fine-tune of issue 8 at 384 px, seeds 0, 1, 2 side by side on the GPU,
 # then the run folders (predictions, metrics, config, history; not the Lightning checkpoints)
 # packed into $OUT/screen_gpu.tar.gz and the weights as $OUT/<run>.pt, for collect.sh here.
@@ -57,7 +57,7 @@ done
 echo "seeds done in $(( $(date +%s) - start )) s; stopped at BUDGET_S=$BUDGET_S: $stopped"
 if [ $stopped = 0 ]; then  # all finished: results.md over every seed (reuses the run folders)
     bench --seeds "$(echo $SEEDS | tr ' ' ',')" > "$LOGS/all.log" 2>&1 || true
-else  # a re-run of this script on the same warm machine resumes them from their checkpoints
+else  # a re-run of this script on the same machine resumes them from their checkpoints
     echo "not summarised: a stopped seed would resume training here" > "$LOGS/all.log"
 fi
 tail -25 "$LOGS/all.log"

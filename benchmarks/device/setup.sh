@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Device call 1 of 2 (carry .device/carry1): install the carried packages into .device/site,
-# lay out the first half of the images, and smoke-test funduslab on the GPU (20 timed bf16
-# training steps of the fellow-eye Lite0 with its ImageNet weights). .device/ is ignored by git,
-# so what this writes stays on the warm machine for call 2 (screening.sh); the machine goes
-# back after 30 s idle, so make call 2 at once. See benchmarks/device/README.md.
+# GPU machine, first of two commands (with .device/carry1): install the carried packages into
+# .device/site, lay out the first half of the images, and smoke-test funduslab on the GPU (20
+# timed bf16 training steps of the fellow-eye Lite0 with its ImageNet weights). .device/ is
+# ignored by git; what this writes must still be there when screening.sh runs on the same
+# machine. See benchmarks/device/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/device_out}; mkdir -p "$OUT"
