@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from scipy.special import expit
 from torch import nn
 
 from funduslab.config import RunConfig
@@ -112,7 +113,7 @@ class MultilabelKind(TaskKind):
                  outputs: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
         """Probabilities, thresholds (0.5 or tuned on val), predictions, metrics, submission."""
         cfg, table, splits, run_dir = ctx.cfg, ctx.table, ctx.splits, ctx.run_dir
-        probs = {name: 1.0 / (1.0 + np.exp(-out)) for name, out in outputs.items()}
+        probs = {name: expit(out) for name, out in outputs.items()}
         tuned = None
         val = splits.get(cfg.data.val_split)
         if val is not None and val.labelled:
@@ -144,7 +145,7 @@ class MultilabelKind(TaskKind):
         return metrics, chosen
 
     def decode(self, saved: Any, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probs = 1.0 / (1.0 + np.exp(-np.asarray(outputs, dtype=np.float64)))
+        probs = expit(np.asarray(outputs, dtype=np.float64))
         return probs, (probs >= saved.thresholds).astype(int)
 
     def submission_columns(self, saved: Any, template: Sequence[str] | None,
@@ -162,7 +163,7 @@ class MultilabelKind(TaskKind):
         """The run's thresholds, or one fixed ``threshold`` for every label."""
         names = saved.label_names
         used = saved.thresholds if threshold is None else np.full(len(names), float(threshold))
-        probs = 1.0 / (1.0 + np.exp(-np.asarray(outputs, dtype=np.float64)))
+        probs = expit(np.asarray(outputs, dtype=np.float64))
         preds = (probs >= used).astype(int)
         write_predictions(out / "predictions.csv", ids, probs, preds, names)
         order = [names.index(c) for c in columns[1:]]
