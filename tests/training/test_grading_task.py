@@ -6,6 +6,7 @@ exists and the test folders have no ``__init__.py``, so equal basenames would co
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -240,3 +241,62 @@ def test_tiny_cnn_learns_synthetic_dr_grades(tmp_path: Path):
     assert test["quadratic_weighted_kappa"] >= LEARN_BAR, test["confusion_matrix"]
     majority = max(r["support"] for r in test["per_grade"].values()) / test["n_samples"]
     assert test["accuracy"] > majority + 0.15, (test["accuracy"], majority)
+
+
+# --- a grading run read by reports and the web page (the task kind's reporting half) ---------
+
+def test_grading_run_reads_into_the_comparison_the_metrics_table_and_the_report(
+    grading_runs, tmp_path: Path
+):
+    from rich.console import Console
+
+    from funduslab.reporting.compare import summarize_run
+    from funduslab.reporting.html import write_html_report
+    from funduslab.reporting.tables import metrics_table
+
+    run_dir = grading_runs["ce"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["splits"]["test"]["grading"]
+    summary = summarize_run(run_dir, split="test")
+    assert summary.scores["test QWK"] == test["quadratic_weighted_kappa"]
+    assert summary.scores["val accuracy"] == metrics["splits"]["val"]["grading"]["accuracy"]
+    assert summary.recall == {}  # no per-label recall for grades
+
+    console = Console(record=True, width=200)
+    console.print(metrics_table(metrics))
+    text = console.export_text()
+    assert "quadratic κ" in text and f"{test['quadratic_weighted_kappa']:.4f}" in text
+
+    report = write_html_report([run_dir], tmp_path / "report", split="test", cam_images=0,
+                               n_boot=20)
+    page = report.page.read_text()
+    assert '<h2 id="grading">Grading</h2>' in page
+    assert "Confusion matrix of grades" in page and "ROC curves" not in page
+    cis = json.loads(report.summary.read_text())["runs"][str(run_dir)]["bootstrap_95"]
+    assert cis["quadratic kappa"]["value"] == pytest.approx(test["quadratic_weighted_kappa"])
+    assert cis["accuracy"]["value"] == pytest.approx(test["accuracy"])
+
+
+@pytest.mark.parametrize("formulation", ["ce", "regression"])
+def test_web_service_describes_a_grading_image_and_writes_its_csv(grading_runs, aptos_data,
+                                                                  formulation: str):
+    from funduslab.web.service import ModelService, load_models
+
+    run_dir = grading_runs[formulation]
+    service = ModelService(load_models([run_dir]))
+    saved_test = pd.read_csv(run_dir / "predictions" / "test.csv")
+    image = next(p for p in sorted(aptos_data.glob("*_images/*.png"))
+                 if p.stem == str(saved_test["id"].iloc[0]))
+    doc = service.predict(None, image.read_bytes(), image.name).as_json()
+    assert doc["task"] == "grading" and 0 <= doc["grade"] <= 4
+    assert doc["grade"] == int(saved_test["grade"].iloc[0])
+    assert (doc["grade_probabilities"] is None) == (formulation == "regression")
+    csv = service.predictions_csv(None, [(image.name, image.read_bytes())])
+    frame = pd.read_csv(io.StringIO(csv))
+    assert list(frame.columns[-2:]) == ["score", "grade"] and frame["grade"][0] == doc["grade"]
+    info = service.resolve(None).info
+    kappa = info["metrics"]["figures"][0]
+    assert (kappa["name"], info["metrics"]["thresholds"]) == ("quadratic_weighted_kappa", "grading")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert kappa["value"] == pytest.approx(
+        metrics["splits"][info["metrics"]["split"]]["grading"]["quadratic_weighted_kappa"])

@@ -70,6 +70,8 @@ def summarize_run(run_dir: Path | str, split: str = "offsite_test",
         FileNotFoundError: no ``metrics.json`` or ``config.yaml`` (an unfinished run).
         ValueError: an unreadable config.
     """
+    from funduslab.training.task_kinds import task_kind  # loads torch: only when a run is read
+
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
     metrics = folder.metrics  # FileNotFoundError names an unfinished folder
@@ -77,20 +79,9 @@ def summarize_run(run_dir: Path | str, split: str = "offsite_test",
     splits = metrics.get("splits", {})
     summary = RunSummary(run_dir, metrics.get("task", "multilabel"), recipe, seed,
                          seconds=(metrics.get("timing_s") or {}).get("total"))
-    if summary.task == "grading":
-        for key, name in ((val_split, "val"), (split, "test")):
-            g = (splits.get(key) or {}).get("grading") or {}
-            summary.scores[f"{name} QWK"] = g.get("quadratic_weighted_kappa")
-            summary.scores[f"{name} accuracy"] = g.get("accuracy")
-        return summary
-    for key, name in ((val_split, "val"), (split, "test")):
-        entry = splits.get(key) or {}
-        plain, tuned = entry.get("threshold_0.5") or {}, entry.get("tuned_thresholds") or {}
-        summary.scores[f"{name} avg F1"] = plain.get("course_average_f1")
-        if name == "test":
-            summary.scores["test avg F1 (tuned)"] = tuned.get("course_average_f1")
-            summary.scores["test macro AUROC"] = plain.get("macro_auroc")
-            summary.recall = {k: v["recall"] for k, v in (plain.get("per_class") or {}).items()}
+    summary.scores, recall = task_kind(summary.task).summary_scores(splits, val_split, split)
+    if recall is not None:
+        summary.recall = recall
     return summary
 
 

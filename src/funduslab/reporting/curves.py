@@ -40,10 +40,11 @@ from sklearn.metrics import (  # noqa: E402
 from funduslab.metrics.calibration import reliability_bins  # noqa: E402
 from funduslab.plots.figures import save_figure  # noqa: E402
 from funduslab.runs import RunFolder  # noqa: E402
+from funduslab.training.task_kinds import task_kind  # noqa: E402
 
 __all__ = ["RunScores", "TruthCache", "binary_confusions", "confusions_from_metrics",
            "draw_confusion", "plot_confusions", "plot_grade_confusion", "plot_pr",
-           "plot_reliability", "plot_roc", "run_scores", "run_thresholds"]
+           "plot_reliability", "plot_roc", "run_scores"]
 
 _COLUMNS = 4  # label panels per row
 
@@ -266,14 +267,6 @@ class TruthCache:
         return self._tables[key]
 
 
-def run_thresholds(folder: RunFolder) -> list[float] | None:
-    """The thresholds a multi-label run labelled its predictions with (``None``: unknown)."""
-    used = (folder.metrics.get("thresholds") or {})
-    if used.get("used") == "tuned_on_val" and used.get("tuned_on_val"):
-        return [float(t) for t in used["tuned_on_val"]]
-    return [0.5] * len(folder.label_names) if used.get("used") == "0.5" else None
-
-
 def _prediction_frame(folder: RunFolder, split: str) -> pd.DataFrame:
     # RunFolder.predictions gives probabilities; the thresholded labels are the same file's
     # label columns (a grading run: its ``grade`` column)
@@ -302,19 +295,12 @@ def run_scores(folder: RunFolder, split: str, name: str, kind: str,
     if missing:
         return None, (f"no truth: predictions/{split}.csv lists ids its dataset lacks, e.g. "
                       f"{missing[:3]}")
-    if kind == "grading":
-        labels = [table.label_names[0]]
-        probs = frame[["score"]].to_numpy(float) if "score" in frame else np.zeros((len(ids), 1))
-        predicted = frame[["grade"]].to_numpy(np.int64)
-    else:
-        labels = folder.label_names
-        probs = folder.predictions(split, labels)[1]
-        predicted = frame[labels].to_numpy(np.int64)
+    labels, probs, predicted, thresholds = task_kind(kind).read_scores(
+        folder, frame, split, list(table.label_names))
     truth = rows.loc[ids, labels].to_numpy(float)
     keep = ~np.isnan(truth).any(axis=1)
     if not keep.any():
         return None, f"no truth: every {split} row has a missing label"
-    thresholds = None if kind == "grading" else run_thresholds(folder)
     return RunScores(name, list(labels), truth[keep].astype(np.int64), probs[keep],
                      predicted[keep], None if thresholds is None else np.asarray(thresholds)), None
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from funduslab.config import atomic_write_text
-from funduslab.metrics import auroc_per_class, bootstrap_metrics, cohen_kappa, course_average_f1
+from funduslab.metrics import bootstrap_metrics
 from funduslab.metrics.calibration import ece_per_class
 from funduslab.reporting import curves
 from funduslab.reporting.compare import compare_runs, summarize_run
@@ -42,13 +42,11 @@ from funduslab.reporting.html_page import PAGE
 from funduslab.reporting.tables import markdown_table
 from funduslab.runs import RunFolder
 from funduslab.runs.files import HISTORY_FILE, write_json
+from funduslab.training.task_kinds import MultilabelKind, task_kind
 
 __all__ = ["HtmlReport", "write_html_report"]
 
 log = logging.getLogger(__name__)
-
-_KINDS = {"multilabel": "Multi-label detection", "grading": "Grading"}
-
 
 @dataclass
 class HtmlReport:
@@ -122,16 +120,8 @@ def _ci(entry: dict[str, Any] | None) -> str:
 
 def _intervals(scores: curves.RunScores, n_boot: int, kind: str,
                grades: int | None = None) -> dict[str, Any]:
-    """Bootstrap 95 % intervals of the headline metrics of one run's test split."""
-    if kind == "grading":
-        grades = grades or int(max(scores.truth.max(), scores.predicted.max())) + 1
-        fns = {"quadratic kappa": lambda y, d: cohen_kappa(y, d, "quadratic", grades),
-               "accuracy": lambda y, d: float(np.mean(y == d))}
-        return bootstrap_metrics(fns, scores.truth[:, 0], scores.predicted[:, 0], n_boot=n_boot)
-    fns = {"course average F1": lambda y, p, d: course_average_f1(y, d),
-           "macro AUROC": lambda y, p, d: float(np.nanmean(auroc_per_class(y, p)))}
-    for k, label in enumerate(scores.label_names):
-        fns[f"AUROC {label}"] = lambda y, p, d, k=k: float(auroc_per_class(y[:, k], p[:, k])[0])
+    """Bootstrap 95 % intervals of the kind's headline metrics on one run's test split."""
+    fns = task_kind(kind).bootstrap_metrics(scores, grades)
     return bootstrap_metrics(fns, scores.truth, scores.probs, scores.predicted, n_boot=n_boot)
 
 
@@ -186,8 +176,11 @@ def _run_figures(ctx: _Context, kind: str, folder: RunFolder,
     html, run = [], folder.path.name
     title = f"{run}: {ctx.split}"
     matrices = None
-    if kind == "grading":
-        entry = ((folder.metrics.get("splits") or {}).get(ctx.split) or {}).get("grading") or {}
+    strategy = task_kind(kind)
+    if not strategy.per_label_probabilities:  # one confusion matrix of grades
+        metrics = folder.metrics
+        entry = ((metrics.get("splits") or {}).get(ctx.split) or {})
+        entry = entry.get(strategy.score_block(metrics, entry)) or {}
         if entry.get("confusion_matrix"):
             path = curves.plot_grade_confusion(entry["confusion_matrix"],
                                                ctx.figure(f"confusion_{run}"), title)
@@ -199,7 +192,7 @@ def _run_figures(ctx: _Context, kind: str, folder: RunFolder,
     if matrices is not None:
         path = ctx.figure(f"confusion_{run}")
         frame = curves.plot_confusions(matrices, folder.label_names,
-                                       curves.run_thresholds(folder), path, title)
+                                       MultilabelKind.run_thresholds(folder), path, title)
         atomic_write_text(path.with_suffix(".csv"), frame.to_csv(index=False))
         rebuilt = "" if scores is not None else " (rebuilt from metrics.json)"
         html.append(_figure(ctx, path, f"Confusion matrices at the run's thresholds, "
@@ -242,12 +235,12 @@ def _recipe(ctx: _Context, kind: str, recipe: str, anchor: str, folders: list[Ru
         cis = _intervals(scores, ctx.n_boot, kind, folder.metrics.get("num_grades"))
         info["bootstrap_95"] = cis
         row = [folder.path.name, recipe] + [_ci(v) for v in cis.values()]
-        if kind == "multilabel":
+        if task_kind(kind).per_label_probabilities:
             ece = ece_per_class(scores.truth, scores.probs)
             info["ece"] = dict(zip(scores.label_names, map(float, ece)))
             row += [f"{e:.3f}" for e in ece]
         ci_rows.append(row)
-    if runs and kind == "multilabel":
+    if runs and task_kind(kind).per_label_probabilities:
         for what, plot, caption, how in _CURVES:
             path = ctx.figure(f"{what}_{recipe}")
             frame = plot(list(runs.values()), path, f"{caption}: {recipe} ({ctx.split})")
@@ -258,7 +251,7 @@ def _recipe(ctx: _Context, kind: str, recipe: str, anchor: str, folders: list[Ru
     html.append("<h4>Confusion matrices and training curves, per run</h4>")
     for folder in folders:
         html.append(_run_figures(ctx, kind, folder, runs.get(folder.path), md))
-    if kind == "multilabel":
+    if task_kind(kind).per_label_probabilities:
         html.append(_cams(ctx, folders, recipe, md))
     html.append("</section>")
     return "".join(html), ci_rows
@@ -273,7 +266,7 @@ def _kind_section(ctx: _Context, kind: str, dirs: list[Path], per_run: bool,
         s = summarize_run(d, ctx.split)
         key = str(d) if per_run else json.dumps(s.recipe, sort_keys=True, default=str)
         groups.setdefault(key, []).append((d, s.seed))
-    title = _KINDS.get(kind, kind)
+    title = task_kind(kind).title
     recipe_md: list[str] = []
     parts, ci_rows, nav = [], [], [(kind, title)]
     for i, (members, row) in enumerate(zip(groups.values(), rows)):
@@ -295,7 +288,8 @@ def _kind_section(ctx: _Context, kind: str, dirs: list[Path], per_run: bool,
                      *(f"ECE {k}" for k in first.get("ece", {}))]
         width = len(ci_header)
         ci_rows = [(r + ["—"] * width)[:width] for r in ci_rows]
-        what = "course average F1 at each run's thresholds; " if kind == "multilabel" else ""
+        what = ("course average F1 at each run's thresholds; "
+                if task_kind(kind).per_label_probabilities else "")
         html += [f"<h3>Per run: bootstrap 95 % intervals on {escape(ctx.split)}</h3>",
                  f'<p class="meta">{what}{ctx.n_boot} resamples of the test images.</p>',
                  _table(ci_header, ci_rows)]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-__all__ = ["grading_table", "markdown_table", "mean_std", "metrics_table", "split_scores"]
+__all__ = ["markdown_table", "mean_std", "metrics_table", "split_scores"]
 
 
 def split_scores(metrics: dict[str, Any], split: str, kind: str = "threshold_0.5") -> dict[str, Any]:
@@ -21,40 +21,11 @@ def split_scores(metrics: dict[str, Any], split: str, kind: str = "threshold_0.5
 
 
 def metrics_table(metrics: dict[str, Any]) -> Table:
-    """Per split: positive-class P/R/F1 per label and the course average F1 (kappas for grading)."""
-    if metrics.get("task") == "grading":
-        return grading_table(metrics)
-    labels = metrics["label_names"]
-    table = Table(title="results (threshold 0.5 | tuned on val)")
-    table.add_column("split")
-    table.add_column("thresholds")
-    for name in labels:
-        table.add_column(f"{name} P/R/F1", justify="right")
-    table.add_column("course avg F1", justify="right")
-    table.add_column("macro AUROC", justify="right")
-    for split, entry in metrics["splits"].items():
-        for kind, scores in entry.items():
-            row = [split, "0.5" if kind == "threshold_0.5" else "tuned"]
-            for name in labels:
-                c = scores["per_class"][name]
-                row.append(f"{c['precision']:.3f}/{c['recall']:.3f}/{c['f1']:.3f}")
-            row.append(f"{scores['course_average_f1']:.4f}")
-            auc = scores.get("macro_auroc")
-            row.append("—" if auc is None or auc != auc else f"{auc:.4f}")
-            table.add_row(*row)
-    return table
+    """Per split: the run's task kind's table (P/R/F1 per label and the course average F1 for
+    multi-label, kappas for grading)."""
+    from funduslab.training.task_kinds import task_kind
 
-
-def grading_table(metrics: dict[str, Any]) -> Table:
-    """Per split of a grading run: quadratic, linear and unweighted kappa and accuracy."""
-    table = Table(title=f"grading results ({metrics.get('formulation', '')})")
-    keys = ("quadratic_weighted_kappa", "linear_weighted_kappa", "cohen_kappa", "accuracy")
-    for col in ("split", "quadratic κ", "linear κ", "unweighted κ", "accuracy"):
-        table.add_column(col, justify="left" if col == "split" else "right")
-    for split, entry in metrics["splits"].items():
-        scores = entry["grading"]
-        table.add_row(split, *("—" if scores.get(k) is None else f"{scores[k]:.4f}" for k in keys))
-    return table
+    return task_kind(metrics.get("task", "multilabel")).metrics_table(metrics)
 
 
 def mean_std(values: Sequence[float]) -> str:

@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from funduslab.runs import RunFolder
 from funduslab.inference.saved_model import SavedModel
+from funduslab.runs import RunFolder
+from funduslab.training.task_kinds import task_kind
 
 __all__ = ["NOT_A_MEDICAL_DEVICE", "describe_model"]
 
@@ -24,14 +25,6 @@ NOT_A_MEDICAL_DEVICE = ("Not a medical device: research and teaching use only. D
                         "to diagnose, screen or treat anyone.")
 
 _SPLIT_ORDER = ("offsite_test", "test", "onsite_test", "val")
-_HEADLINES = {
-    "multilabel": (("course_average_f1", "course average F1"), ("macro_f1", "macro F1 (positive)"),
-                   ("macro_auroc", "macro AUROC"), ("micro_auroc", "micro AUROC")),
-    "grading": (("quadratic_weighted_kappa", "quadratic kappa"), ("accuracy", "accuracy"),
-                ("macro_f1", "macro F1")),
-}
-
-
 def _folder(path: Path) -> RunFolder | None:
     folder = RunFolder(path)
     return folder if path.is_dir() and folder.config_path.is_file() else None
@@ -83,12 +76,10 @@ def headline_metrics(folder: RunFolder | None, task: str) -> dict[str, Any] | No
     if split is None:
         return None
     entry = splits[split]
-    used = (metrics.get("thresholds") or {}).get("used")
-    block_name = ("grading" if "grading" in entry else
-                  "tuned_thresholds" if used == "tuned_on_val" and "tuned_thresholds" in entry
-                  else "threshold_0.5")
+    kind = task_kind(task)
+    block_name = kind.score_block(metrics, entry)
     block = entry.get(block_name) or {}
-    figures = [f for key, label in _HEADLINES.get(task, ()) if
+    figures = [f for key, label in kind.headlines if
                (f := _figure(key, label, block.get(key))) is not None]
     long_tail = folder.path / "long_tail.json"
     if long_tail.is_file():  # the screening preset's bootstrap CIs of AUROC
@@ -101,8 +92,8 @@ def headline_metrics(folder: RunFolder | None, task: str) -> dict[str, Any] | No
                           doc.get(key))
             if fig is not None:
                 figures.append(fig)
-    thresholds = "grading" if block_name == "grading" else (
-        "tuned on val" if block_name == "tuned_thresholds" else "0.5")
+    thresholds = {"tuned_thresholds": "tuned on val", "threshold_0.5": "0.5"}.get(block_name,
+                                                                                 block_name)
     return {"split": split, "thresholds": thresholds, "n": block.get("n_samples"),
             "figures": figures}
 
@@ -127,8 +118,7 @@ def _training_data(folder: RunFolder | None, saved: SavedModel) -> str:
 
 
 def _card(folder: RunFolder | None, saved: SavedModel, task: str) -> dict[str, Any]:
-    what = ("a probability and a yes/no decision per label " + "/".join(saved.label_names)
-            if task == "multilabel" else "a diabetic-retinopathy-style grade")
+    what = task_kind(task).output_phrase(saved.label_names)
     limits = [
         f"Sees the image at {saved.image_size}×{saved.image_size} px after "
         f"'{saved.preprocess}' preprocessing; fine lesions may vanish at that size.",

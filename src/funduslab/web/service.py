@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from funduslab.training.task_kinds import task_kind
 from funduslab.web.validate import MAX_FILES, CheckedUpload, RequestError, check_upload
 
 if TYPE_CHECKING:
@@ -342,41 +343,12 @@ class _Turn:
 
 def _csv_text(saved: SavedModel, ids: list[str], outputs: np.ndarray, folder: Path) -> str:
     """The predictions file ``funduslab predict`` would write, through its own writers."""
-    path = folder / "predictions.csv"
-    if saved.task == "grading":
-        from funduslab.training.grading import GRADING_FORMULATIONS, write_grade_predictions
-
-        form = GRADING_FORMULATIONS.get(saved.formulation)
-        cuts = saved.thresholds if form.uses_thresholds and len(saved.thresholds) else None
-        write_grade_predictions(path, ids, form.decode(outputs, saved.num_grades, cuts))
-    else:
-        from funduslab.runs.files import write_predictions
-
-        probs = 1.0 / (1.0 + np.exp(-outputs.astype(np.float64)))
-        write_predictions(path, ids, probs, (probs >= saved.thresholds).astype(int),
-                          saved.label_names)
-    return path.read_text()
+    kind = task_kind(saved.task)
+    columns = kind.submission_columns(saved, None, "the upload")
+    kind.write_predictions(folder, saved, ids, outputs, columns, threshold=None)
+    return (folder / "predictions.csv").read_text()
 
 
 def _read_outputs(saved: SavedModel, outputs: np.ndarray) -> tuple[dict[str, Any], list[str]]:
     """Task-specific numbers of one image, and a name per output (for the CAMs)."""
-    if saved.task == "grading":
-        from funduslab.training.grading import GRADING_FORMULATIONS
-
-        form = GRADING_FORMULATIONS.get(saved.formulation)
-        cuts = saved.thresholds if form.uses_thresholds and len(saved.thresholds) else None
-        decoded = form.decode(outputs[None].astype(np.float64), saved.num_grades, cuts)
-        probs = None if decoded.probs is None else {
-            str(g): float(p) for g, p in enumerate(decoded.probs[0])}
-        names = {"ce": [f"grade {g}" for g in range(len(outputs))],
-                 "ordinal": [f"grade > {g}" for g in range(len(outputs))]}.get(
-                     saved.formulation, ["score"] * len(outputs))
-        return {"labels": list(saved.label_names), "grade": int(decoded.grades[0]),
-                "score": float(decoded.score[0]), "grade_probabilities": probs,
-                "cut_points": None if cuts is None else [float(c) for c in cuts]}, names
-    probs = 1.0 / (1.0 + np.exp(-outputs.astype(np.float64)))
-    names = list(saved.label_names)
-    return {"labels": names,
-            "probabilities": {n: float(p) for n, p in zip(names, probs)},
-            "thresholds": {n: float(t) for n, t in zip(names, saved.thresholds)},
-            "decisions": {n: int(p >= t) for n, p, t in zip(names, probs, saved.thresholds)}}, names
+    return task_kind(saved.task).describe(saved, outputs)
