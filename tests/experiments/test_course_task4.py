@@ -107,7 +107,7 @@ def test_course_task4_quick_ensembles_guidance_and_vae(synth_course: Path, tmp_p
     # the best row by val is bold; a single-model winner's weights are saved and reload
     best = next(ln for ln in text.splitlines() if ln.startswith("| **"))
     winner = best.split("**")[1]
-    assert summary["best_by_val"] == winner
+    assert summary["chosen"] == winner and summary["chosen_why"]
     weights = out / "demo_task4.pt"
     if winner in ("single", "tta", "attention_guided", "vae"):
         model = model_from_checkpoint(weights)
@@ -176,9 +176,48 @@ def test_course_task4_members_saved_under_course_weights_names(synth_course: Pat
                  weights="none", rows="single,tta", members=str(task1 / "task1-3_*"))
     tta = yaml.safe_load((out / "tta_0" / "config.yaml").read_text())
     assert Path(tta["model"]["weights"]) == weights
-    best = json.loads((out / "results.json").read_text())["best_by_val"]
+    best = json.loads((out / "results.json").read_text())["chosen"]
     chosen = weights if best == "single" else out / "tta_0" / "model.pt"
     assert (out / "demo_task4.pt").read_bytes() == chosen.read_bytes()
     # whichever row wins by val, a single run's course-named weights are what gets saved
     saved = save_best_weights(MethodResult("single", "", [member]), tmp_path, "x")
     assert saved.read_bytes() == weights.read_bytes()
+
+
+def _scored_folder(root: Path, name: str, val: float) -> Path:
+    folder = root / name
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps(
+        {"splits": {"val": {"threshold_0.5": {"course_average_f1": val}}}}))
+    return folder
+
+
+@pytest.mark.parametrize("weighted_val, expected", [(0.835, "weighted"), (0.825, "soft_voting")])
+def test_the_soft_vote_is_kept_unless_a_row_leads_it_by_more_than_its_val_error(
+    tmp_path: Path, monkeypatch, weighted_val: float, expected: str
+):
+    from funduslab.experiments import course_task4_report as report
+
+    monkeypatch.setattr(report, "val_standard_error", lambda run_dir, n_boot=1000: 0.02)
+    results = {
+        "single": report.MethodResult("single", "", [_scored_folder(tmp_path, "s0", 0.80),
+                                                     _scored_folder(tmp_path, "s1", 0.81)]),
+        "soft_voting": report.MethodResult("soft_voting", "", [_scored_folder(tmp_path, "sv",
+                                                                              0.81)]),
+        "weighted": report.MethodResult("weighted", "", [_scored_folder(tmp_path, "w",
+                                                                        weighted_val)]),
+    }
+    chosen, why = report.choose_row(results)
+    assert chosen == expected and "standard error (0.0200)" in why
+    assert report.best_by_val(results) == "weighted"  # reported beside the choice
+    del results["soft_voting"]  # no soft vote: the val-best row
+    assert report.choose_row(results)[0] == "weighted"
+
+
+def test_a_chosen_row_of_records_saves_no_weights_and_says_so(tmp_path: Path, caplog):
+    from funduslab.experiments.course_task4_report import MethodResult, save_best_weights
+
+    record = _scored_folder(tmp_path, "record_s0", 0.8)
+    with caplog.at_level("WARNING"):
+        assert save_best_weights(MethodResult("single", "", [record]), tmp_path, "x") is None
+    assert "x_task4.pt not saved" in caplog.text and not (tmp_path / "x_task4.pt").exists()

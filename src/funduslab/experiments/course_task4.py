@@ -22,8 +22,10 @@ Every method is measured against the same reference — the engine's full fine-t
   reason in ``results.md``; pass a weights file, or ``none`` to train from scratch (weak on 800
   images — say so when reporting it).
 
-The method with the best val course average F1 (threshold 0.5) is saved as ``<team>_task4.pt``:
-a single model's weights, or an ensemble bundle (every member's weights plus the fitted
+The row chosen on val is saved as ``<team>_task4.pt``: the seeds' soft vote unless the val-best
+row (course average F1 at 0.5) leads it by more than the soft vote's bootstrap val standard error
+(200 val images cannot rank ensembles closer; :func:`~funduslab.experiments.course_task4_report.
+choose_row`), or the val-best row when there is no soft vote. It is a single model's weights, or an ensemble bundle (every member's weights plus the fitted
 combiner; :func:`funduslab.ensemble.bundle.load_ensemble_bundle` reads it). When ``tta`` wins,
 the file is the plain model: TTA is how it is run, so predict with ``funduslab predict --tta``.
 
@@ -47,7 +49,7 @@ from funduslab.config import DEFAULT_EPOCHS, RunConfig, atomic_write_text, confi
 from funduslab.experiments import PRESETS
 from funduslab.experiments.course_task4_report import (
     MethodResult,
-    best_by_val,
+    choose_row,
     render_results,
     run_seconds,
     save_best_weights,
@@ -261,7 +263,7 @@ def _transformer_rows(wanted: list[str], quick: bool, transformer_weights: str,
 
 def _results(result: StudyResult, wanted: list[str], skipped: dict[str, str],
              vae_seconds: float, resampled_members: int, team: str) -> dict[str, Any]:
-    """Every row's :class:`MethodResult` (trained, then combined on ``single``), the val-best
+    """Every row's :class:`MethodResult` (trained, then combined on ``single``), the chosen
     row's weights saved as ``<team>_task4.pt``, and ``results.json``."""
     results: dict[str, MethodResult] = {}
     for row in wanted:
@@ -276,17 +278,22 @@ def _results(result: StudyResult, wanted: list[str], skipped: dict[str, str],
     base = single.model_copy(update={"output": single.output.model_copy(
         update={"name": "run", "team": None, "task": None})})
     _derived_results(results, wanted, base, resampled_members, result.out, result.quick)
-    best = best_by_val(results)
-    save_best_weights(results[best], result.out, team)
+    best, why = choose_row(results)
+    saved = save_best_weights(results[best], result.out, team)
     atomic_write_text(result.out / "results.json",
-                      json.dumps(summary(results, wanted, best), indent=2))
-    return {"results": results, "best": best}
+                      json.dumps(summary(results, wanted, best, why), indent=2))
+    return {"results": results, "best": best, "why": why, "saved": saved, "team": team}
 
 
 def _report(result: StudyResult, wanted: list[str]) -> str:
     combined = result.combined
-    return render_results(combined["results"], wanted, combined["best"],
-                          result.config("single").model_dump(mode="json"), result.seeds)
+    text = render_results(combined["results"], wanted, combined["best"],
+                          result.config("single").model_dump(mode="json"), result.seeds,
+                          combined["why"])
+    if combined["saved"] is None:
+        text += (f"\n`{combined['team']}_task4.pt` was not saved: the runs of the chosen row "
+                 f"(`{combined['best']}`) hold no weights (records keep text files only).\n")
+    return text
 
 
 def _derived_results(results: dict[str, MethodResult], wanted: list[str], base: RunConfig,
