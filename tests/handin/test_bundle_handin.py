@@ -1,8 +1,9 @@
 """``funduslab bundle``: tiny runs → the course hand-in zip, loaded the course template's way.
 
-Three 1-epoch runs at 32 px on the synthetic course split: funduslab's ``tiny_cnn`` (timm path,
-flip TTA, tuned thresholds) and frozen heads on a ResNet18 and an EfficientNet-B0 course
-checkpoint (torchvision path). The zip is unpacked; its ``.pt`` files must load with the
+Four 1-epoch runs at 32 px on the synthetic course split: funduslab's ``tiny_cnn`` (timm path,
+flip TTA, tuned thresholds), frozen heads on a ResNet18 and an EfficientNet-B0 course
+checkpoint (torchvision path), and ``tiny_cnn`` with Task 3-2's MHA head (rebuilt by the
+script). The zip is unpacked; its ``.pt`` files must load with the
 template's own code, strictly, and ``team.py`` — run without funduslab or OpenCV importable —
 must write the same submission as ``funduslab predict``.
 """
@@ -36,21 +37,22 @@ from funduslab.inference.predict_images import list_inputs, predict_saved, write
 from funduslab.training.runner import run
 from funduslab.inference.saved_model import load_saved_model
 
-TASKS = {"tiny": "1-1", "resnet18": "1-2", "efficientnet": "1-3"}
+TASKS = {"tiny": "1-1", "resnet18": "1-2", "efficientnet": "1-3", "mha": "3-2"}
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 cli = CliRunner()
 
 
 def _config(data: Path, out: Path, name: str, backbone: str = "tiny_cnn", weights: str = "none",
-            **train):
+            head: str = "linear", head_options: dict | None = None, **train):
     settings = {"setup": "full", "epochs": 1, "batch_size": 16, "lr": 3e-3, "backbone_lr": 3e-3,
                 "precision": "32", "warmup_epochs": 0}
     settings.update(train)
     return config_from_dict({
         "data": {"root": str(data), "image_size": 32, "cache_dir": str(out / "cache"),
                  "augment": "none"},
-        "model": {"backbone": backbone, "weights": weights},
+        "model": {"backbone": backbone, "weights": weights, "head": head,
+                  "head_options": head_options or {}},
         "train": settings,
         "output": {"out": str(out), "name": name, "team": "unit", "task": TASKS[name],
                    "figures": False},
@@ -80,12 +82,15 @@ def runs(synth_course: Path, tmp_path_factory) -> dict[str, Path]:
         ckpt = _course_checkpoint(arch, out / f"ckpt_{arch}.pt")
         done[name] = run(_config(synth_course, out, name, backbone=arch, weights=str(ckpt),
                                  setup="frozen"), progress=False)
+    done["mha"] = run(_config(synth_course, out, "mha", head="mha",
+                              head_options={"dim": 32, "num_heads": 2, "pos": "learned"}),
+                      progress=False)
     return done
 
 
 @pytest.fixture(scope="module")
 def handin(runs: dict[str, Path], tmp_path_factory) -> Path:
-    """The unpacked zip of the three runs."""
+    """The unpacked zip of the four runs."""
     out = tmp_path_factory.mktemp("handin")
     report = bundle_runs("team", list(runs.values()), out=out / "team.zip")
     assert report.path == out / "team.zip"
@@ -127,11 +132,15 @@ def _predict_submission(run_dir: Path, source: Path, out: Path, images: Path | N
 
 def test_zip_holds_the_script_the_readme_and_course_named_weights(handin: Path):
     assert sorted(p.name for p in handin.iterdir()) == [
-        "readme.md", "team.py", "team_task1-1.pt", "team_task1-2.pt", "team_task1-3.pt"]
-    for pt in handin.glob("*.pt"):  # plain tensors, no funduslab wrapper, no key prefixes
+        "readme.md", "team.py", "team_task1-1.pt", "team_task1-2.pt", "team_task1-3.pt",
+        "team_task3-2.pt"]
+    for pt in handin.glob("*.pt"):  # plain tensors, no funduslab wrapper
         state = torch.load(pt, weights_only=True)
         assert all(isinstance(v, torch.Tensor) for v in state.values())
-        assert not any(k.startswith(("backbone.net.", "head.fc.")) for k in state)
+        if pt.name == "team_task3-2.pt":  # a head timm lacks: funduslab's keys, rebuilt by team.py
+            assert any(k.startswith("head.blocks.0.attn.") for k in state)
+        else:  # torchvision's or timm's own keys
+            assert not any(k.startswith(("backbone.net.", "head.fc.")) for k in state)
 
 
 @pytest.mark.parametrize("name,arch",

@@ -24,10 +24,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SIZE = 32
 
 
-def _model(backbone: str, head: str = "linear", stages: list[int] | None = None) -> nn.Module:
+def _model(backbone: str, head: str = "linear", stages: list[int] | None = None,
+           head_options: dict | None = None) -> nn.Module:
     torch.manual_seed(0)
     cfg = ModelConfig(backbone=backbone, weights="none", head=head,
-                      attention_stages=stages or [])
+                      attention_stages=stages or [], head_options=head_options or {})
     model = build_model(cfg, 3, image_size=SIZE).eval()
     with torch.no_grad():  # non-trivial BN statistics and SE gates, so a wrong mapping shows
         for m in model.modules():
@@ -96,10 +97,27 @@ def test_heads_and_se_blocks_timm_lacks_are_rebuilt_by_the_script(head: str, sta
     assert diff <= 1e-5
 
 
+@pytest.mark.parametrize("options", [
+    {}, {"pos": "learned", "pool": "cls", "layers": 2, "num_heads": 2, "dim": 32},
+    {"pos": "none", "num_heads": 8, "dim": 64, "mlp_ratio": 1.0}])
+def test_the_mha_head_of_task_3_2_is_rebuilt_by_the_script(options: dict):
+    model = _model("tiny_cnn", "mha", head_options=options)
+    with torch.no_grad():  # a learned table and class token away from zero, so both must load
+        for name, p in model.head.named_parameters():
+            if name in ("pos.table", "cls_token"):
+                p.normal_(0, 0.5)
+    exported = export_model(model, _meta(model, "mha"), "run")
+    assert exported.kind == "wrapped" and exported.recipe["head"] == "mha"
+    assert exported.recipe["head_options"] == {"num_heads": options.get("num_heads", 4),
+                                               "pos": options.get("pos", "sine")}
+    diff = verify_export(model, _entry(exported, model), exported.state, "run", tolerance=1e-5)
+    assert diff <= 1e-5
+
+
 def test_course_backbone_with_another_head_and_unknown_heads_are_refused():
-    model = _model("tiny_cnn", "mha")
-    with pytest.raises(ValueError, match=r"run has head 'mha'.*linear, mlp, se"):
-        export_model(model, _meta(model, "mha"), "run")
+    model = _model("tiny_cnn", "cbam")
+    with pytest.raises(ValueError, match=r"run has head 'cbam'.*linear, mlp, se, mha"):
+        export_model(model, _meta(model, "cbam"), "run")
     meta = {**_meta(_model("tiny_cnn")), "course_architecture": "resnet18", "head": "se"}
     with pytest.raises(ValueError, match="only the linear head can be handed in on a course"):
         export_model(_model("tiny_cnn"), meta, "run")
@@ -144,8 +162,10 @@ def test_script_enlarges_images_like_funduslab_within_one_grey_level(shape, size
 
 
 def test_script_imports_nothing_beyond_torch_torchvision_timm_pillow_pandas_numpy():
+    from funduslab.handin.bundle import render_script
+
     allowed = {"torch", "torchvision", "timm", "PIL", "pandas", "numpy", "__future__"}
-    tree = ast.parse(Path(standalone.__file__).read_text())
+    tree = ast.parse(render_script("team", []))  # NAME.py, the networks inlined
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

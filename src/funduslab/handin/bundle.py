@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from funduslab.config import atomic_write_bytes
-from funduslab.handin import standalone
+from funduslab.handin import standalone, standalone_models
 from funduslab.handin.export import export_model, verify_export
 from funduslab.handin.plan import (
     HandinRun,
@@ -38,6 +38,11 @@ __all__ = ["BundleReport", "bundle_runs", "render_script"]
 
 log = logging.getLogger(__name__)
 _PLACEHOLDER = "MODELS: list = []"
+#: standalone.py's import of the networks, replaced by their code from the marker on.
+_MODELS_IMPORT = ("from funduslab.handin.standalone_models import build_model  "
+                  "# noqa: E402 (inlined in NAME.py)\n")
+_MODELS_MARKER = "# ---- models (inlined into NAME.py from here) "
+_MODELS_HEADER = "# ---- models "
 
 
 @dataclass
@@ -58,10 +63,17 @@ class BundleReport:
 
 
 def render_script(team: str, entries: list[dict[str, Any]]) -> str:
-    """The source of ``<team>.py``: the standalone predictor with its manifest filled in."""
+    """The source of ``<team>.py``: the standalone predictor with the networks of
+    :mod:`~funduslab.handin.standalone_models` inlined and its manifest filled in."""
     source = Path(standalone.__file__).read_text(encoding="utf-8")
-    if source.count(_PLACEHOLDER) != 1:  # pragma: no cover - guards edits to standalone.py
-        raise RuntimeError(f"{standalone.__file__} must hold the line {_PLACEHOLDER!r} once")
+    models = Path(standalone_models.__file__).read_text(encoding="utf-8")
+    if source.count(_PLACEHOLDER) != 1 or source.count(_MODELS_IMPORT) != 1 \
+            or models.count(_MODELS_MARKER) != 1:  # pragma: no cover - guards edits
+        raise RuntimeError(f"{standalone.__file__} must hold the lines {_PLACEHOLDER!r} and "
+                           f"{_MODELS_IMPORT!r} once, {standalone_models.__file__} the line "
+                           f"{_MODELS_MARKER!r}")
+    body = models[models.index(_MODELS_MARKER):].replace(_MODELS_MARKER, _MODELS_HEADER, 1)
+    source = source.replace(_MODELS_IMPORT, body.rstrip("\n") + "\n")
     manifest = pprint.pformat(entries, width=96, sort_dicts=False)
     source = source.replace(_PLACEHOLDER, f"MODELS: list = {manifest}")
     return source.replace("NAME.py", f"{team}.py").replace("NAME_task", f"{team}_task")

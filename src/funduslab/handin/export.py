@@ -12,8 +12,9 @@ fails that load. Three kinds of file come out of here:
   order, same shapes, same BatchNorm eps); keys renamed to torchvision's.
 * ``timm`` — any other timm architecture with the linear head: ``timm.create_model(arch,
   num_classes=K)`` keys (the head becomes timm's own classifier).
-* ``wrapped`` — heads or SE blocks timm lacks (``mlp``, ``se``, SE after stages): funduslab's
-  keys unchanged, rebuilt by the small modules in :mod:`funduslab.handin.standalone`.
+* ``wrapped`` — heads or SE blocks timm lacks (``mlp``, ``se``, ``mha``, SE after stages):
+  funduslab's keys unchanged, rebuilt by the small modules in
+  :mod:`funduslab.handin.standalone_models` (inlined into ``NAME.py``).
 
 Every export is checked by :func:`verify_export`: the file is saved, read back with
 ``weights_only=True``, rebuilt exactly as ``NAME.py`` rebuilds it, and must reproduce funduslab's
@@ -29,14 +30,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from funduslab.handin import standalone
+from funduslab.handin import standalone, standalone_models
 from funduslab.models.backbones import backbone_info
 from funduslab.models.families import family_of
 
 __all__ = ["SUPPORTED_HEADS", "ExportedModel", "export_model", "verify_export"]
 
-#: Heads NAME.py can rebuild (CNN backbones for ``se``).
-SUPPORTED_HEADS = ("linear", "mlp", "se")
+#: Heads NAME.py can rebuild (on CNN backbones only for the feature-map heads ``se``, ``mha``).
+SUPPORTED_HEADS = ("linear", "mlp", "se", "mha")
 #: torchvision builder → where its classifier's weights live.
 _TORCHVISION_HEADS = {"resnet18": "fc.", "efficientnet_b0": "classifier.1."}
 
@@ -107,9 +108,9 @@ def _timm_state(model: nn.Module, entry: dict[str, Any]) -> dict[str, torch.Tens
     k = int(model.head.fc.out_features)
     try:
         with torch.device("meta"):  # shapes only: nothing allocated
-            net = standalone._timm_net(entry, k)
+            net = standalone_models._timm_net(entry, k)
     except (RuntimeError, NotImplementedError):  # a constructor that needs real tensors
-        net = standalone._timm_net(entry, k)
+        net = standalone_models._timm_net(entry, k)
     classifier = net.get_classifier()
     name = next((n for n, m in net.named_modules() if m is classifier), None)
     if name is None or not isinstance(classifier, nn.Linear):
@@ -155,8 +156,8 @@ def export_model(model: nn.Module, meta: dict[str, Any], where: str) -> Exported
             model, info.name, False, where)))
     if info.name != "tiny_cnn" and info.name.startswith("tiny_"):
         raise ValueError(f"{where}: test backbone {info.name!r} cannot be handed in")
-    if head == "se" and info.family != "cnn":
-        raise ValueError(f"{where}: the se head is handed in on CNN backbones only, "
+    if head in ("se", "mha") and info.family != "cnn":
+        raise ValueError(f"{where}: the {head} head is handed in on CNN backbones only, "
                          f"not {info.family} ({info.name})")
     recipe: dict[str, Any] = {"timm_kwargs": _timm_kwargs(meta, info.family)}
     entry = {"arch": info.name, **recipe}
@@ -166,6 +167,9 @@ def export_model(model: nn.Module, meta: dict[str, Any], where: str) -> Exported
             return ExportedModel("timm", info.name, _tensors(state), recipe)
     points = [info.se_points[level - 1][0] for level in se_stages]
     recipe.update(head=head, se_points=points)
+    if head == "mha":  # what the tensors' shapes do not say
+        recipe["head_options"] = {"num_heads": int(model.head.blocks[0].attn.num_heads),
+                                  "pos": str(model.head.pos.kind)}
     return ExportedModel("wrapped", info.name, _tensors(model.state_dict()), recipe)
 
 
