@@ -152,3 +152,14 @@ def test_user_mistakes_are_one_line(masked_run, tmp_path, args, message):
 def test_masks_without_score_is_refused(masked_run, tmp_path):
     result = _explain(masked_run, "--masks", tmp_path)
     assert result.exit_code == 2 and "--score" in result.output
+
+
+def test_score_run_keeps_to_the_labels_asked_for(masked_run):
+    every = score_run(masked_run, methods="gradcam", faithfulness=None)
+    only_d = score_run(masked_run, methods="gradcam", faithfulness=None, labels=["D"])
+    assert set(only_d["label"]) == {"D"} and len(set(every["label"])) > 1
+    d_rows = every[every["label"] == "D"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(only_d.drop(columns="cam_seconds"),
+                                  d_rows.drop(columns="cam_seconds"))
+    with pytest.raises(ValueError, match=r"labels \['X'\] are not the run's"):
+        score_run(masked_run, methods="gradcam", faithfulness=None, labels=["X"])

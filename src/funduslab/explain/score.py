@@ -265,7 +265,8 @@ def _score(run_dir: Path | str, n_examples: int = 0, methods: str | Sequence[str
            split: str | None = None, masks_dir: Path | str | None = None,
            data_root: Path | str | None = None, tolerance_px: int | None = None,
            faithfulness: str | None = "deletion", seed: int = 0, batch_size: int = 8,
-           device: str = "cpu", limit: int | None = None) -> _Scored:
+           device: str = "cpu", limit: int | None = None,
+           only_labels: Sequence[str] | None = None) -> _Scored:
     from funduslab.preprocess import build_pipeline
 
     names = _methods(methods)
@@ -280,7 +281,11 @@ def _score(run_dir: Path | str, n_examples: int = 0, methods: str | Sequence[str
     index, landmarks, source = _mask_source(table, labels, Path(masks_dir) if masks_dir else None,
                                             root)
     truth = rows.set_index("id")
-    index = _positive_masks(index, truth, labels, split, source)
+    wanted = labels if not only_labels else list(only_labels)
+    unknown = [lab for lab in wanted if lab not in labels]
+    if unknown:
+        raise ValueError(f"labels {unknown} are not the run's; it predicts {labels}")
+    index = _positive_masks(index, truth, wanted, split, source)
     with_mask = set(index["id"])
     ids = [i for i in rows["id"] if i in with_mask][:limit]
     size = cfg.data.image_size
@@ -316,6 +321,7 @@ def score_run(
     batch_size: int = 8,
     device: str = "cpu",
     limit: int | None = None,
+    labels: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Score CAM methods of a run against lesion masks on one split.
 
@@ -334,6 +340,8 @@ def score_run(
         batch_size: Images per CAM pass.
         device: ``cpu`` or ``cuda``.
         limit: Score at most this many images (table order).
+        labels: Score only these labels (default: every label the run predicts); an image
+            counts only when it is positive for one of them.
 
     Returns:
         One row per (method, label, image), CAM methods and the baselines ``random`` and
@@ -352,7 +360,7 @@ def score_run(
             a mask whose size differs from its image (the message names the file).
     """
     return _score(run_dir, 0, methods, split, masks_dir, data_root, tolerance_px, faithfulness,
-                  seed, batch_size, device, limit).frame
+                  seed, batch_size, device, limit, labels).frame
 
 
 def explain_scores(
