@@ -24,10 +24,12 @@ Every method is measured against the same reference — the engine's full fine-t
 
 The row chosen on val is saved as ``<team>_task4.pt``: the seeds' soft vote unless the val-best
 row (course average F1 at 0.5) leads it by more than the soft vote's bootstrap val standard error
-(200 val images cannot rank ensembles closer; :func:`~funduslab.experiments.course_task4_report.
-choose_row`), or the val-best row when there is no soft vote. It is a single model's weights, or an ensemble bundle (every member's weights plus the fitted
-combiner; :func:`funduslab.ensemble.bundle.load_ensemble_bundle` reads it). When ``tta`` wins,
-the file is the plain model: TTA is how it is run, so predict with ``funduslab predict --tta``.
+(200 val images cannot rank ensembles closer;
+:func:`~funduslab.experiments.course_task4_report.choose_row`), or the val-best row when there is
+no soft vote. It is a single model's weights, or an ensemble bundle (every member's weights plus
+the fitted combiner; :func:`funduslab.ensemble.bundle.load_ensemble_bundle` reads it). When
+``tta`` wins, the file is the plain model: TTA is how it is run, so predict with
+``funduslab predict --tta``.
 
 This module trains and combines the rows; scoring them, choosing the best and writing
 ``results.md`` live in :mod:`funduslab.experiments.course_task4_report`.

@@ -33,7 +33,8 @@ class SE(nn.Module):
 
 class Head(nn.Module):
     """funduslab's heads in eval mode (dropout is the identity): ``linear`` (``fc``), ``mlp``
-    (``net``: linear → GELU → linear) and ``se`` (``gate`` on the feature map → pool → ``fc``)."""
+    (``net``: linear → GELU → linear) and ``se`` (``gate`` on the feature map → pool →
+    ``fc``)."""
 
     def __init__(self, name: str, channels: int, outputs: int, state: dict) -> None:
         super().__init__()
@@ -94,7 +95,8 @@ class PositionTable(nn.Module):
 class MHAHead(nn.Module):
     """funduslab's ``mha`` head in eval mode: the last feature map's tokens, projected, given
     positions (sine, learned or none), through pre-norm blocks, normalised, pooled (token mean
-    or class token) into ``fc``. Sizes come from the tensors; heads and positions from ``options``."""
+    or class token) into ``fc``. Sizes come from the tensors; heads and positions from
+    ``options``."""
 
     name = "mha"
 
