@@ -11,6 +11,7 @@ import typer
 from funduslab.cli.common import console, friendly
 from funduslab.cli.options import Device, torch_device
 from funduslab.cli.registries import with_choices
+from funduslab.explain.defaults import DEFAULT_CAM_METHOD
 
 __all__ = ["register"]
 
@@ -44,7 +45,7 @@ BatchSize = Annotated[int, typer.Option(help="Images per CAM pass.")]
 
 @friendly
 def explain(run_dir: RunDir, split: Split = None, n: Count = None,
-            cam_method: CamMethod = "gradcam", most: Most = False, least: Least = False,
+            cam_method: CamMethod = DEFAULT_CAM_METHOD, most: Most = False, least: Least = False,
             attention: Attention = False, score: Score = False, masks: Masks = None,
             faithfulness: Faithfulness = "deletion", out: Out = None, data: Data = None,
             batch_size: BatchSize = 8, device: Device = "cpu") -> None:

@@ -10,6 +10,7 @@ import typer
 from funduslab.cli.common import console, friendly
 from funduslab.cli.options import Device, torch_device
 from funduslab.cli.registries import with_choices
+from funduslab.explain.defaults import DEFAULT_CAM_METHOD
 
 __all__ = ["register"]
 
@@ -27,7 +28,7 @@ CamMethod = Annotated[str, typer.Option("--cam-method", help="CAM method of the 
 
 @friendly
 def serve(models: Models, port: Port = 8000, host: Host = "127.0.0.1",
-          cam_method: CamMethod = "gradcam", device: Device = "cpu") -> None:
+          cam_method: CamMethod = DEFAULT_CAM_METHOD, device: Device = "cpu") -> None:
     """Serve a local web page that predicts dropped fundus photographs.
 
     The page shows per-label probabilities, decisions at the model's thresholds and a CAM per

@@ -36,11 +36,13 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, Score
 from pytorch_grad_cam.base_cam import BaseCAM
 from torch import nn
 
+from funduslab.explain.defaults import DEFAULT_CAM_METHOD
 from funduslab.explain.targets import class_targets, reshape_transform_for, target_layer
 from funduslab.registry import Registry
 
 __all__ = [
     "CAMS",
+    "DEFAULT_CAM_METHOD",
     "QuietScoreCAM",
     "attention_maps",
     "build_cam",
@@ -115,7 +117,7 @@ def build_cam(method: str, model: nn.Module, image_hw: tuple[int, int]) -> BaseC
 
 
 def cams_and_logits(
-    model: nn.Module, images: torch.Tensor, method: str = "gradcam"
+    model: nn.Module, images: torch.Tensor, method: str = DEFAULT_CAM_METHOD
 ) -> tuple[np.ndarray, torch.Tensor]:
     """One heat map per disease for each image, plus the logits of the same forward pass.
 
@@ -164,7 +166,8 @@ def cams_and_logits(
     return stacked, logits.detach().float().cpu()
 
 
-def compute_cams(model: nn.Module, images: torch.Tensor, method: str = "gradcam") -> np.ndarray:
+def compute_cams(model: nn.Module, images: torch.Tensor,
+                 method: str = DEFAULT_CAM_METHOD) -> np.ndarray:
     """``(B, K, H, W)`` heat maps in [0, 1], one per disease; see :func:`cams_and_logits`."""
     return cams_and_logits(model, images, method)[0]
 

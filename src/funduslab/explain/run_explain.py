@@ -21,6 +21,7 @@ import torch
 from funduslab.config import RunConfig, atomic_write_text
 from funduslab.data.table import SampleTable
 from funduslab.explain.cams import CAMS, attention_maps, cams_and_logits
+from funduslab.explain.defaults import DEFAULT_CAM_METHOD
 from funduslab.explain.panels import PanelEntry, panel_filename, save_panel
 from funduslab.explain.select import SELECTIONS, Selection, select_images
 from funduslab.models.classifier import FundusModel
@@ -103,7 +104,7 @@ def explain_run(
     run_dir: Path | str,
     split: str = "offsite_test",
     n: int = 8,
-    method: str = "gradcam",
+    method: str = DEFAULT_CAM_METHOD,
     selection: Selection = "first",
     attention: bool = False,
     out: Path | str | None = None,

@@ -34,6 +34,7 @@ from funduslab.data.imageio import read_mask, read_rgb
 from funduslab.data.mask_index import read_landmarks, read_mask_index
 from funduslab.data.table import SampleTable
 from funduslab.explain.cams import CAMS, cams_and_logits
+from funduslab.explain.defaults import DEFAULT_CAM_METHOD
 from funduslab.explain.faithfulness import FAITHFULNESS, FaithfulnessMetric
 from funduslab.explain.localisation import (
     area_fraction,
@@ -261,7 +262,8 @@ def _columns(metric: FaithfulnessMetric | None) -> list[str]:
     return order
 
 
-def _score(run_dir: Path | str, n_examples: int = 0, methods: str | Sequence[str] = "gradcam",
+def _score(run_dir: Path | str, n_examples: int = 0,
+           methods: str | Sequence[str] = DEFAULT_CAM_METHOD,
            split: str | None = None, masks_dir: Path | str | None = None,
            data_root: Path | str | None = None, tolerance_px: int | None = None,
            faithfulness: str | None = "deletion", seed: int = 0, batch_size: int = 8,
@@ -311,7 +313,7 @@ def _score(run_dir: Path | str, n_examples: int = 0, methods: str | Sequence[str
 
 def score_run(
     run_dir: Path | str,
-    methods: str | Sequence[str] = "gradcam",
+    methods: str | Sequence[str] = DEFAULT_CAM_METHOD,
     split: str | None = None,
     masks_dir: Path | str | None = None,
     data_root: Path | str | None = None,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from funduslab.config import atomic_write_text
+from funduslab.explain.defaults import DEFAULT_CAM_METHOD
 from funduslab.metrics import bootstrap_metrics
 from funduslab.metrics.calibration import ece_per_class
 from funduslab.reporting import curves
@@ -331,7 +332,7 @@ def write_html_report(
     split: str = "offsite_test",
     per_run: bool = False,
     cam_images: int = 4,
-    cam_method: str = "gradcam",
+    cam_method: str = DEFAULT_CAM_METHOD,
     n_boot: int = 1000,
     skipped: Sequence[tuple[Path, str]] = (),
 ) -> HtmlReport:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from funduslab.explain.defaults import DEFAULT_CAM_METHOD
 from funduslab.training.task_kinds import task_kind
 from funduslab.web.validate import MAX_FILES, CheckedUpload, RequestError, check_upload
 
@@ -213,7 +214,7 @@ class ModelService:
         max_waiting: Requests allowed to wait for the lock; more are refused (503).
     """
 
-    def __init__(self, models: Sequence[ServedModel], cam_method: str = "gradcam",
+    def __init__(self, models: Sequence[ServedModel], cam_method: str = DEFAULT_CAM_METHOD,
                  device: str = "cpu", max_waiting: int = 32) -> None:
         from funduslab.explain.cams import CAMS
 
