@@ -29,7 +29,8 @@ MetricFn = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 
 
 class TaskKind:
-    """Base class; see the module docstring for what each method answers."""
+    """Base class; the package docstring (:mod:`funduslab.training.task_kinds`) says what each
+    method answers. Methods that raise ``NotImplementedError`` are each kind's to say."""
 
     name: ClassVar[str] = ""
     #: Section title in reports.
