@@ -5,7 +5,8 @@ the truth (issue 32). The script writes two synthetic course datasets with fixed
 seeds: one to train on (the course's 800 / 200 / 200 / 250 split), and a larger one whose
 ``offsite_test`` keeps ``--per-label`` images positive for D and as many for A, with their lesion
 masks. For each training seed it trains Lite0 (ImageNet start), ResNet18 (from scratch: no offline
-ImageNet weights) and Lite0 with the attention-guidance loss (flip-consistent CAMs), then scores
+ImageNet weights; every layer at the head's learning rate) and Lite0 with the attention-guidance
+loss (flip-consistent CAMs), then scores
 every CAM method on the held-out images (:func:`funduslab.explain.score.score_run`): the
 pointing-game hit rate (the map's maximum inside the dilated mask) and the energy inside the
 mask, beside two baselines, a random map and a Gaussian on the fovea (what chance looks like).
@@ -40,7 +41,7 @@ LABELS = ("D", "A")
 #: row name -> (backbone, weights, extra train settings)
 ROWS = {
     "lite0": ("tf_efficientnet_lite0", "imagenet", {}),
-    "resnet18": ("resnet18", "none", {}),
+    "resnet18": ("resnet18", "none", {"backbone_lr": 1e-3}),  # from scratch: the head's rate
     "lite0_guided": ("tf_efficientnet_lite0", "imagenet", {"attention_consistency": 0.5}),
 }
 QUICK_ROWS = {"tiny": ("tiny_cnn", "none", {}),
