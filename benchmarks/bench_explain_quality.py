@@ -4,12 +4,12 @@ The synthetic generator knows where it drew every lesion, so explanations can be
 the truth (issue 32). The script writes two synthetic course datasets with fixed generator
 seeds: one to train on (the course's 800 / 200 / 200 / 250 split), and a larger one whose
 ``offsite_test`` keeps ``--per-label`` images positive for D and as many for A, with their lesion
-masks. For each training seed it trains Lite0 (ImageNet start), ResNet18 (from scratch: no offline
-ImageNet weights; every layer at the head's learning rate) and Lite0 with the attention-guidance
-loss (flip-consistent CAMs), then scores
-every CAM method on the held-out images (:func:`funduslab.explain.score.score_run`): the
-pointing-game hit rate (the map's maximum inside the dilated mask) and the energy inside the
-mask, beside two baselines, a random map and a Gaussian on the fovea (what chance looks like).
+masks. For each training seed it trains Lite0 (ImageNet start), ResNet18 (from scratch: no
+offline ImageNet weights; every layer at the head's learning rate) and Lite0 with the
+attention-guidance loss (flip-consistent CAMs), then scores every CAM method on the held-out
+images (:func:`funduslab.explain.score.score_run`): the pointing-game hit rate (the map's
+maximum inside the dilated mask) and the energy inside the mask, beside two baselines, a random
+map and a Gaussian on the fovea (what chance looks like).
 Score-CAM costs about 100× Grad-CAM (one forward pass per channel of the last map), so it is
 scored on the first ``--scorecam-images`` images of the ``--scorecam-seeds`` runs only.
 Target: the whole benchmark in ≤ ``--max-minutes`` (30) on 2 CPU cores; exit 1 beyond.
