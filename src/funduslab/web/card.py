@@ -25,6 +25,8 @@ NOT_A_MEDICAL_DEVICE = ("Not a medical device: research and teaching use only. D
                         "to diagnose, screen or treat anyone.")
 
 _SPLIT_ORDER = ("offsite_test", "test", "onsite_test", "val")
+
+
 def _folder(path: Path) -> RunFolder | None:
     folder = RunFolder(path)
     return folder if path.is_dir() and folder.config_path.is_file() else None
